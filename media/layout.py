@@ -1,0 +1,78 @@
+"""The on-disk library under a data root, and path joins that can never leave it.
+
+Layout (DESIGN.md): ``titles/<id>/`` published titles, ``staging/<id>.<n>/`` work in progress,
+``sources/<id>/source`` originals, ``uploads/<uuid>.part`` uploads in flight, ``jobs.sqlite``,
+``admin.token``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from media.errors import InvalidInput, NotFound
+from media.ids import validate_title_id
+
+# One path component of a published file: rendition names and file names such as seg_00001.m4s.
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def is_safe_component(text: str) -> bool:
+    return _COMPONENT.fullmatch(text) is not None and ".." not in text
+
+
+def safe_join(root: Path, *components: str) -> Path:
+    """``root / c1 / c2 ...`` where every component is a plain name; raises instead of escaping ``root``."""
+    for component in components:
+        if not is_safe_component(component):
+            raise InvalidInput(f"invalid path component {component!r}")
+    path = root.joinpath(*components)
+    # Belt and braces: a symlink planted inside the library must not lead outside it either.
+    resolved_root = root.resolve()
+    if not path.resolve().is_relative_to(resolved_root):
+        raise NotFound("not found")
+    return path
+
+
+@dataclass(frozen=True)
+class Library:
+    root: Path
+
+    @property
+    def titles_dir(self) -> Path:
+        return self.root / "titles"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.root / "sources"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.root / "admin.token"
+
+    @property
+    def jobs_db_path(self) -> Path:
+        return self.root / "jobs.sqlite"
+
+    def title_dir(self, title_id: str) -> Path:
+        return self.titles_dir / validate_title_id(title_id)
+
+    def source_path(self, title_id: str) -> Path:
+        return self.sources_dir / validate_title_id(title_id) / "source"
+
+    def title_file(self, title_id: str, *components: str) -> Path:
+        """A file of a published title, e.g. ``("360p", "seg_00001.m4s")``; never outside the title."""
+        return safe_join(self.title_dir(title_id), *components)
+
+    def ensure_dirs(self) -> None:
+        for directory in (self.titles_dir, self.staging_dir, self.sources_dir, self.uploads_dir):
+            directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,192 @@
+"""``surge``: parses flags and calls the packages. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from media.errors import AlreadyExists, SurgeError
+from media.ladder import DEFAULT_LADDER, parse_ladder
+from media.layout import Library
+from media.title import TitleInfo
+from surge.loop import run
+from transcoder.package import package_title
+from transcoder.plan import X264_PRESETS, PackageConfig
+from transcoder.sample import make_sample
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+DEMO_TITLE_ID = "demo"
+
+
+def _progress_bar(label: str, quiet: bool) -> tuple[Callable[[float], None], Callable[[], None]]:
+    """A terminal bar in percent, shown from the first report; returns (update with a fraction, close)."""
+    bars: list[tqdm] = []
+
+    def update(fraction: float) -> None:
+        if quiet:
+            return
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=100,
+                    desc=label,
+                    dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+                )
+            )
+        bars[0].update(round(fraction * 100) - bars[0].n)
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return update, close
+
+
+def _package(
+    source: Path,
+    out: Path,
+    config: PackageConfig,
+    *,
+    name: str | None,
+    title_id: str | None,
+    force: bool,
+    quiet: bool,
+    staging_root: Path | None = None,
+) -> TitleInfo:
+    if out.exists() and not force:
+        raise AlreadyExists(f"{out} already exists (use --force to replace it)")
+    update, close = _progress_bar(f"packaging {source.name}", quiet)
+    try:
+        return run(
+            package_title(
+                source,
+                out,
+                config,
+                name=name,
+                title_id=title_id,
+                replace=force,
+                staging_root=staging_root,
+                on_progress=update,
+            )
+        )
+    finally:
+        close()
+
+
+def _config(args: argparse.Namespace) -> PackageConfig:
+    return PackageConfig(
+        ladder=parse_ladder(args.ladder) if args.ladder else DEFAULT_LADDER,
+        preset=args.preset,
+        segment_duration=args.segment_duration,
+        keyframe_interval=args.keyframe_interval,
+        audio_language=args.audio_language,
+    )
+
+
+def _summary(info: TitleInfo, out: Path) -> str:
+    rungs = ", ".join(f"{r.name} {r.width}x{r.height} {r.bandwidth // 1000}k" for r in info.renditions)
+    audio = f" + audio {info.audio.codecs}" if info.audio else " (no audio)"
+    return (
+        f"packaged {info.name!r} ({info.duration:.1f} s) into {out}: {rungs}{audio}\n"
+        f"master: {out / 'master.m3u8'}"
+    )
+
+
+def cmd_transcode(args: argparse.Namespace) -> int:
+    source, out = Path(args.source), Path(args.out)
+    if not source.is_file():
+        raise SurgeError(f"{source}: no such file")
+    info = _package(
+        source, out, _config(args), name=args.name, title_id=args.id, force=args.force, quiet=args.quiet
+    )
+    print(_summary(info, out))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    library = Library(Path(args.data))
+    library.ensure_dirs()
+    destination = library.title_dir(DEMO_TITLE_ID)
+    if (destination / "title.json").is_file():
+        print(f"demo title already packaged: {destination}\nmaster: {destination / 'master.m3u8'}")
+        return 0
+    source = library.source_path(DEMO_TITLE_ID)
+    source.parent.mkdir(parents=True, exist_ok=True)
+    if not source.is_file():
+        print(f"generating a {args.duration:.0f} s sample with ffmpeg's lavfi sources", file=sys.stderr)
+        partial = source.with_name("source.partial.mp4")
+        make_sample(partial, width=1280, height=720, duration=args.duration)
+        partial.rename(source)
+    config = PackageConfig(preset="veryfast")
+    info = _package(
+        source,
+        destination,
+        config,
+        name="surge demo",
+        title_id=DEMO_TITLE_ID,
+        force=False,
+        quiet=args.quiet,
+        staging_root=library.staging_dir,
+    )
+    print(_summary(info, destination))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="surge", description="Adaptive HLS streaming: package, serve, scale out."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    transcode = commands.add_parser("transcode", help="package one source video into an HLS title directory")
+    transcode.add_argument("source", help="the source video file")
+    transcode.add_argument("--out", required=True, help="directory to create (must not exist, see --force)")
+    transcode.add_argument("--force", action="store_true", help="replace --out if it exists")
+    transcode.add_argument("--name", help="human name of the title (default: the file name)")
+    transcode.add_argument("--id", help="title id for title.json (default: made from the name)")
+    transcode.add_argument(
+        "--ladder",
+        help="rungs as WxH@BITRATE,... e.g. 416x234@145k,640x360@365k (default: "
+        + ",".join(str(r) for r in DEFAULT_LADDER)
+        + ")",
+    )
+    transcode.add_argument(
+        "--preset", default="veryfast", choices=X264_PRESETS, help="x264 preset (default veryfast)"
+    )
+    transcode.add_argument(
+        "--segment-duration", type=int, default=6, help="target segment duration, s (default 6)"
+    )
+    transcode.add_argument("--keyframe-interval", type=int, default=2, help="IDR interval, s (default 2)")
+    transcode.add_argument("--audio-language", default="und", help="BCP 47 language when the source has none")
+    transcode.add_argument("--quiet", action="store_true", help="no progress bar")
+    transcode.set_defaults(handler=cmd_transcode)
+
+    demo = commands.add_parser("demo", help="make a sample title and package it into the library")
+    demo.add_argument("--data", default="./data", help="library root (default ./data)")
+    demo.add_argument("--duration", type=float, default=20.0, help="length of the sample, s (default 20)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SurgeError as err:
+        print(f"surge: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("surge: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic sources made with ffmpeg's lavfi generators, once per session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from transcoder.sample import make_sample
+
+MakeSource = Callable[..., Path]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"the tests need {' and '.join(missing)}: run `make test`, which installs them"
+        )
+
+
+@pytest.fixture(scope="session")
+def make_source(tmp_path_factory: pytest.TempPathFactory) -> MakeSource:
+    """``make_source(name, **shape)`` → a generated file, made once per session per name."""
+    directory = tmp_path_factory.mktemp("sources")
+    made: dict[str, Path] = {}
+
+    def make(name: str, **shape: object) -> Path:
+        if name not in made:
+            made[name] = make_sample(directory / name, **shape)
+        return made[name]
+
+    return make

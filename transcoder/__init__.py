@@ -1,0 +1,1 @@
+"""Source file → packaged HLS title: one ffmpeg process per title, progress, atomic publish."""
