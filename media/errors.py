@@ -7,6 +7,7 @@ class SurgeError(Exception):
     """Base of every error surge reports to a person; ``str(err)`` is the one-line message."""
 
     status: int = 500
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only class default, extra response headers
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -19,6 +20,14 @@ class InvalidInput(SurgeError):
 
 class NotFound(SurgeError):
     status = 404
+
+
+class PayloadTooLarge(SurgeError):
+    status = 413
+
+
+class InsufficientStorage(SurgeError):
+    status = 507
 
 
 class AlreadyExists(SurgeError):

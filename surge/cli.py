@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from media.errors import AlreadyExists, SurgeError
 from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.title import TitleInfo
-from surge.loop import run
+from service.loop import run
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
@@ -138,6 +139,73 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_origin(args: argparse.Namespace) -> int:
+    from origin.app import make_app
+    from origin.config import OriginConfig, parse_size
+    from service.logs import configure_logging
+    from service.serve import serve
+
+    config = OriginConfig(
+        data=Path(args.data),
+        host=args.host,
+        port=args.port,
+        max_upload=parse_size(args.max_upload),
+        min_free_disk=parse_size(args.min_free_disk),
+        jobs=args.jobs,
+        cors_origin=args.cors_origin,
+        playlist_max_age=args.playlist_max_age,
+        package=PackageConfig(preset=args.preset),
+    )
+    configure_logging("origin")
+    run(serve(make_app(config), config.host, config.port, shutdown_timeout=config.shutdown_timeout))
+    return 0
+
+
+def _admin_token(args: argparse.Namespace) -> str:
+    from origin.auth import TOKEN_ENV
+
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if token:
+        return str(token)
+    path = Library(Path(args.data)).admin_token_path
+    try:
+        return path.read_text().strip()
+    except OSError:
+        raise SurgeError(
+            f"no admin token: pass --token, set {TOKEN_ENV}, or point --data at the origin's data"
+        ) from None
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from origin.client import upload_file, wait_until_done
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise SurgeError(f"{source}: no such file")
+    token = _admin_token(args)
+    size = source.stat().st_size
+    bar = None if args.quiet else tqdm(total=size, unit="B", unit_scale=True, desc=f"uploading {source.name}")
+    try:
+        created = run(upload_file(args.server, token, source, args.name, bar.update if bar else None))
+    finally:
+        if bar is not None:
+            bar.close()
+    title_id = created["id"]
+    server = args.server.rstrip("/")
+    print(f"uploaded {source.name} as {title_id} ({created['status']}): {server}/admin/titles/{title_id}")
+    if not args.wait:
+        return 0
+    update, close = _progress_bar(f"packaging {title_id}", args.quiet)
+    try:
+        final = run(wait_until_done(args.server, token, title_id, update))
+    finally:
+        close()
+    if final["status"] == "failed":
+        raise SurgeError(f"packaging {title_id} failed: {final.get('error')}")
+    print(f"ready: {server}{final['master']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="surge", description="Adaptive HLS streaming: package, serve, scale out."
@@ -172,6 +240,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=20.0, help="length of the sample, s (default 20)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=cmd_demo)
+    origin = commands.add_parser(
+        "origin", help="serve the library and take uploads (admin API, packaging queue)"
+    )
+    origin.add_argument("--data", default="./data", help="library root (default ./data)")
+    origin.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    origin.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    origin.add_argument("--max-upload", default="4GiB", help="largest accepted upload (default 4GiB)")
+    origin.add_argument(
+        "--min-free-disk", default="1GiB", help="refuse uploads that leave less free (default 1GiB)"
+    )
+    origin.add_argument("--jobs", type=int, default=1, help="packaging jobs at once (default 1)")
+    origin.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin; '' disables CORS")
+    origin.add_argument(
+        "--playlist-max-age", type=int, default=2, help="Cache-Control max-age of playlists, s"
+    )
+    origin.add_argument(
+        "--preset", default="veryfast", choices=X264_PRESETS, help="x264 preset for packaging"
+    )
+    origin.set_defaults(handler=cmd_origin)
+
+    upload = commands.add_parser("upload", help="upload a video to an origin (admin client)")
+    upload.add_argument("file", help="the video file")
+    upload.add_argument(
+        "--server", default="http://127.0.0.1:8080", help="origin URL (default http://127.0.0.1:8080)"
+    )
+    upload.add_argument("--name", help="human name of the title (default: the file name)")
+    upload.add_argument("--token", help="admin token (default: $SURGE_ADMIN_TOKEN, else DATA/admin.token)")
+    upload.add_argument("--data", default="./data", help="where to find admin.token (default ./data)")
+    upload.add_argument(
+        "--wait", action="store_true", help="follow packaging until ready (exit 1 if it fails)"
+    )
+    upload.add_argument("--quiet", action="store_true", help="no progress bars")
+    upload.set_defaults(handler=cmd_upload)
     return parser
 
 

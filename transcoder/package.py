@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gzip
 import os
 import shutil
 import tempfile
@@ -60,6 +61,13 @@ def _read_rendition(directory: Path, *, video: bool) -> _Rendition:
     return _Rendition(playlist=playlist, codecs=codecs, bitrates=bitrates)
 
 
+def write_playlist(path: Path, text: str) -> None:
+    """The playlist and its gzip twin, which the origin serves to clients that accept gzip."""
+    data = text.encode()
+    path.write_bytes(data)
+    path.with_name(path.name + ".gz").write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+
+
 def _check_segments(name: str, playlist: MediaPlaylist, plan: PackagePlan) -> None:
     longest = max(segment.duration for segment in playlist.segments)
     if longest > plan.segment_duration + SEGMENT_SLACK_S:
@@ -86,8 +94,8 @@ def finish_title(staging: Path, plan: PackagePlan, title_id: str, name: str) -> 
             ends.append(sample.end)
         video_durations.append(read.playlist.duration)
         iframes = build_iframe_playlist(read.playlist, ends)
-        (directory / PLAYLIST_NAME).write_text(render_media(read.playlist))
-        (directory / IFRAMES_NAME).write_text(render_media(iframes))
+        write_playlist(directory / PLAYLIST_NAME, render_media(read.playlist))
+        write_playlist(directory / IFRAMES_NAME, render_media(iframes))
         durations = [segment.duration for segment in read.playlist.segments]
         measured_videos.append(
             MeasuredVideo(
@@ -123,7 +131,7 @@ def finish_title(staging: Path, plan: PackagePlan, title_id: str, name: str) -> 
     audio_info = None
     if plan.audio is not None:
         read = _read_rendition(staging / plan.audio.name, video=False)
-        (staging / plan.audio.name / PLAYLIST_NAME).write_text(render_media(read.playlist))
+        write_playlist(staging / plan.audio.name / PLAYLIST_NAME, render_media(read.playlist))
         measured_audio = MeasuredAudio(
             uri=f"{plan.audio.name}/{PLAYLIST_NAME}",
             codecs=read.codecs,
@@ -141,7 +149,7 @@ def finish_title(staging: Path, plan: PackagePlan, title_id: str, name: str) -> 
             segments=len(read.playlist.segments),
         )
     master = build_master(measured_videos, measured_audio)
-    (staging / MASTER_NAME).write_text(render_master(master))
+    write_playlist(staging / MASTER_NAME, render_master(master))
     info = TitleInfo(
         id=title_id,
         name=name,

@@ -1,0 +1,68 @@
+"""The origin app: ``make_app(config)`` wires delivery, admin, jobs and operations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
+
+from media.layout import Library
+from origin import admin, delivery
+from origin.auth import load_or_create_token
+from origin.config import OriginConfig
+from origin.jobs import JobQueue
+from origin.keys import CONFIG, LIBRARY, METRICS, QUEUE, STORE, TOKEN
+from origin.store import TitleStore
+from service.http import RequestMetrics, errors_as_json
+from service.logs import log
+
+logger = logging.getLogger("surge.origin")
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    config, library = app[CONFIG], app[LIBRARY]
+    library.ensure_dirs()
+    token, source = load_or_create_token(library.admin_token_path, config.admin_token)
+    app[TOKEN] = token
+    log(logger, "admin token", source=source)
+    store = TitleStore(library.jobs_db_path)
+    await store.open()
+    app[STORE] = store
+    queue = JobQueue(library, store, config.package, config.jobs)
+    app[QUEUE] = queue
+    await queue.start()
+    try:
+        yield
+    finally:
+        await queue.stop()
+        await store.close()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def make_app(config: OriginConfig) -> web.Application:
+    registry = CollectorRegistry()
+    metrics = RequestMetrics(registry, "surge_origin")
+    jobs_gauge = Gauge("surge_origin_titles", "Titles by status", ["status"], registry=registry)
+    running_gauge = Gauge("surge_origin_jobs_running", "Packaging jobs running now", registry=registry)
+    app = web.Application(middlewares=[metrics.middleware, errors_as_json, admin.require_admin])
+    app[CONFIG] = config
+    app[LIBRARY] = Library(config.data)
+    app[METRICS] = metrics
+    app.cleanup_ctx.append(_resources)
+
+    async def handle_metrics(request: web.Request) -> web.Response:
+        for status, count in (await app[STORE].counts()).items():
+            jobs_gauge.labels(status).set(count)
+        running_gauge.set(app[QUEUE].running)
+        return await metrics.handle_metrics(request)
+
+    delivery.add_routes(app)
+    admin.add_routes(app)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", handle_metrics)
+    return app

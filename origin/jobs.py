@@ -1,0 +1,164 @@
+"""The packaging queue: workers take queued titles from the store and run the transcoder on them.
+
+Durable: the store is the truth. A restart puts titles that were packaging back in the queue; since the
+transcoder publishes by atomic rename, nothing partial is ever served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from media.errors import SurgeError
+from media.layout import Library
+from media.title import TitleInfo
+from origin.store import Status, TitleRecord, TitleStore
+from service.logs import log
+from transcoder.package import TITLE_JSON, package_title
+from transcoder.plan import PackageConfig
+
+logger = logging.getLogger("surge.jobs")
+PROGRESS_PERSIST_INTERVAL_S = 1.0
+
+
+class JobQueue:
+    def __init__(self, library: Library, store: TitleStore, config: PackageConfig, concurrency: int) -> None:
+        self.library = library
+        self.store = store
+        self.config = config
+        self.concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._running: dict[str, asyncio.Task[TitleInfo]] = {}
+        self._progress: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def live_progress(self, title_id: str) -> float | None:
+        return self._progress.get(title_id)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._clean_leftovers)
+        requeued = await self.store.requeue_interrupted()
+        if requeued:
+            log(logger, "requeued interrupted jobs", count=requeued)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"packager-{i}") for i in range(self.concurrency)
+        ]
+        self._wake.set()
+
+    def _clean_leftovers(self) -> None:
+        """Staging directories and partial uploads of a previous run are garbage: only we write there."""
+        self.library.ensure_dirs()
+        for leftover in self.library.staging_dir.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        for partial in self.library.uploads_dir.glob("*.part"):
+            partial.unlink(missing_ok=True)
+
+    async def stop(self) -> None:
+        """Stop the workers; a job being packaged stops (ffmpeg included) and goes back to the queue."""
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def cancel(self, title_id: str) -> bool:
+        """Stop the job packaging ``title_id``, if any, and wait until its staging is gone."""
+        job = self._running.get(title_id)
+        if job is None:
+            return False
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await job
+        return True
+
+    async def _work(self) -> None:
+        while True:
+            record = await self.store.claim_next()
+            if record is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._package(record)
+
+    async def _package(self, record: TitleRecord) -> None:
+        destination = self.library.title_dir(record.id)
+        if await asyncio.to_thread((destination / TITLE_JSON).is_file):
+            # Published just before a crash, before the store heard of it.
+            info = TitleInfo.from_json(await asyncio.to_thread((destination / TITLE_JSON).read_text))
+            await self.store.update(record.id, status=Status.READY, progress=1.0, duration=info.duration)
+            return
+        log(logger, "packaging", title=record.id, attempt=record.attempts)
+        started = time.monotonic()
+        last_persist = [0.0]
+
+        def on_progress(fraction: float) -> None:
+            self._progress[record.id] = fraction
+            if time.monotonic() - last_persist[0] >= PROGRESS_PERSIST_INTERVAL_S:
+                last_persist[0] = time.monotonic()
+                task = asyncio.create_task(self.store.update(record.id, progress=fraction))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+        job = asyncio.create_task(
+            package_title(
+                self.library.source_path(record.id),
+                destination,
+                self.config,
+                name=record.name,
+                title_id=record.id,
+                staging_root=self.library.staging_dir,
+                replace=True,
+                on_progress=on_progress,
+            )
+        )
+        self._running[record.id] = job
+        try:
+            info = await job
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # Shutting down: the job goes back to the queue for the next start.
+                await asyncio.shield(self.store.update(record.id, status=Status.QUEUED, progress=0.0))
+                log(logger, "packaging interrupted", title=record.id)
+                raise
+            log(logger, "packaging cancelled", title=record.id)  # deleted while packaging
+            return
+        except SurgeError as err:
+            await self.store.update(record.id, status=Status.FAILED, error=err.message)
+            log(logger, "packaging failed", logging.WARNING, title=record.id, error=err.message)
+            return
+        except Exception as err:  # a bug, not bad input: keep the queue alive, say what happened
+            await self.store.update(record.id, status=Status.FAILED, error=f"internal error: {err!r}")
+            log(logger, "packaging crashed", logging.ERROR, title=record.id, exc_info=True)
+            return
+        finally:
+            self._running.pop(record.id, None)
+            self._progress.pop(record.id, None)
+        await self.store.update(record.id, status=Status.READY, progress=1.0, duration=info.duration)
+        log(logger, "packaged", title=record.id, seconds=round(time.monotonic() - started, 2))
+
+
+def remove_title_files(library: Library, title_id: str) -> None:
+    """Unpublish first (one rename, so readers see all or nothing), then delete at leisure."""
+    published = library.title_dir(title_id)
+    if published.exists():
+        trash = library.staging_dir / f".deleted-{title_id}-{time.monotonic_ns()}"
+        published.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(library.source_path(title_id).parent, ignore_errors=True)
+
+
+def disk_free(path: Path) -> int:
+    return shutil.disk_usage(path).free

@@ -1,0 +1,18 @@
+"""Typed application state of the origin app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from media.layout import Library
+from origin.config import OriginConfig
+from origin.jobs import JobQueue
+from origin.store import TitleStore
+from service.http import RequestMetrics
+
+CONFIG = web.AppKey("config", OriginConfig)
+LIBRARY = web.AppKey("library", Library)
+STORE = web.AppKey("store", TitleStore)
+QUEUE = web.AppKey("queue", JobQueue)
+TOKEN = web.AppKey("token", str)
+METRICS = web.AppKey("metrics", RequestMetrics)
