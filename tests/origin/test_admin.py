@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import stat
 from pathlib import Path
 
@@ -185,9 +184,10 @@ async def test_client_that_disconnects_mid_upload_leaves_no_residue(
 ) -> None:
     data = make_source("with-audio.mp4", width=640, height=360, duration=8).read_bytes()
     host, port = origin.url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _, writer = await asyncio.open_connection(host, int(port))
     writer.write(
-        f"POST /admin/titles?name=aborted HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTH['Authorization']}\r\n"
+        f"POST /admin/titles?name=aborted HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\n"
         f"Content-Type: video/mp4\r\nContent-Length: {len(data)}\r\n\r\n".encode()
         + data[: len(data) // 3]
     )
@@ -291,4 +291,4 @@ async def test_delete_a_ready_title(origin: OriginProcess, make_source: MakeSour
             assert response.status == 404
         async with session.get(f"{origin.url}/titles") as response:
             assert (await response.json())["titles"] == []
-    assert not os.listdir(origin.data / "titles")
+    assert not list((origin.data / "titles").iterdir())
