@@ -8,11 +8,9 @@ from media.layout import Library
 from origin.config import OriginConfig
 from origin.jobs import JobQueue
 from origin.store import TitleStore
-from service.http import RequestMetrics
 
 CONFIG = web.AppKey("config", OriginConfig)
 LIBRARY = web.AppKey("library", Library)
 STORE = web.AppKey("store", TitleStore)
 QUEUE = web.AppKey("queue", JobQueue)
 TOKEN = web.AppKey("token", str)
-METRICS = web.AppKey("metrics", RequestMetrics)

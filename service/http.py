@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -44,8 +44,12 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(500, "internal server error")
 
 
+METRICS = web.AppKey("request_metrics", "RequestMetrics")
+IN_FLIGHT = web.AppKey("in_flight", "InFlight")
+
+
 class RequestMetrics:
-    """Prometheus counters per route and status, and one JSON log line per request."""
+    """Prometheus counters per route and status; fed by ``AccessLog`` once each response is complete."""
 
     def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
         self.registry = registry
@@ -63,39 +67,92 @@ class RequestMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        status, size = 500, 0
-        try:
-            response = await handler(request)
-            status = response.status
-            size = response.body_length or (response.content_length or 0)
-            return response
-        except web.HTTPException as err:
-            status = err.status
-            raise
-        except asyncio.CancelledError:
-            status = 499  # the client went away
-            raise
-        finally:
-            route = request.match_info.route.resource
-            route_name = route.canonical if route is not None else "unmatched"
-            elapsed = time.perf_counter() - started
-            self.requests.labels(route_name, request.method, str(status)).inc()
-            self.bytes.labels(route_name).inc(size)
-            self.latency.labels(route_name).observe(elapsed)
-            log(
-                logger,
-                "request",
-                method=request.method,
-                path=request.path_qs,
-                status=status,
-                bytes=size,
-                ms=round(elapsed * 1000, 2),
-                peer=request.remote,
-            )
+    def observe(self, route: str, method: str, status: int, size: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.bytes.labels(route).inc(size)
+        self.latency.labels(route).observe(seconds)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def route_name(request: web.BaseRequest) -> str:
+    match_info = getattr(request, "match_info", None)
+    resource = match_info.route.resource if match_info is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+class AccessLog(AbstractAccessLogger):
+    """Called by aiohttp after each response is sent: one JSON log line, and the request metrics."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        size = response.body_length
+        if not size and request.method != "HEAD" and response.status in (200, 206):
+            size = response.content_length or 0  # sendfile bypasses the body counter
+        route = route_name(request)
+        app = request.app if isinstance(request, web.Request) else None
+        tracker = app.get(IN_FLIGHT) if app is not None else None
+        if tracker is not None:
+            tracker.done(request)
+        metrics = app.get(METRICS) if app is not None else None
+        if metrics is not None:
+            metrics.observe(route, request.method, response.status, size, time)
+        log(
+            logger,
+            "request",
+            method=request.method,
+            path=request.path_qs,
+            status=response.status,
+            bytes=size,
+            ms=round(time * 1000, 2),
+            peer=request.remote,
+        )
+
+
+class InFlight:
+    """Counts requests until their response is fully sent, so that shutdown can wait for them.
+
+    aiohttp's own graceful shutdown stops reading from connections, which would strand a request whose
+    body is still arriving (an upload); serving stops accepting first, then waits here, then cleans up.
+    A request counts from the middleware until ``AccessLog`` sees its response finished (or failed).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.count += 1
+        self._idle.clear()
+        request[_COUNTED] = True
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            self.done(request)  # no response will be finished for it
+            raise
+
+    def done(self, request: web.BaseRequest) -> None:
+        if request.pop(_COUNTED, False):
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def wait_idle(self, limit: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), limit)
+        except TimeoutError:
+            return False
+        return True
+
+
+_COUNTED = "surge.in_flight"
+
+
+def track_in_flight(app: web.Application) -> None:
+    """Install the in-flight counter as the outermost middleware; ``serve`` drains on it."""
+    tracker = InFlight()
+    app[IN_FLIGHT] = tracker
+    app.middlewares.insert(0, tracker.middleware)

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from service.http import IN_FLIGHT, AccessLog
 from service.logs import log
 
 logger = logging.getLogger("surge.serve")
+access_logger = logging.getLogger("surge.access")
 
 
 async def serve(
@@ -30,7 +32,9 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        app, access_log=access_logger, access_log_class=AccessLog, shutdown_timeout=shutdown_timeout
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -41,9 +45,15 @@ async def serve(
         if on_listening is not None:
             on_listening(url)
         await stop.wait()
-        log(logger, "shutting down", in_flight_timeout_s=shutdown_timeout)
+        tracker = app.get(IN_FLIGHT)
+        log(logger, "shutting down", in_flight=tracker.count if tracker else None, timeout_s=shutdown_timeout)
+        for running_site in list(runner.sites):
+            await running_site.stop()  # stop accepting; connections already open keep being served
+        if tracker is not None and not await tracker.wait_idle(shutdown_timeout):
+            log(logger, "in-flight requests cut off", logging.WARNING, in_flight=tracker.count)
     finally:
+        # Signal handlers stay until cleanup ends: a second SIGTERM must not kill a draining server.
+        await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await runner.cleanup()
         log(logger, "stopped")
