@@ -111,35 +111,57 @@ def cmd_transcode(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Make and package the sample title if needed, register it, then run the origin and print the URLs."""
+    from origin.store import TitleStore
+
     library = Library(Path(args.data))
     library.ensure_dirs()
-    destination = library.title_dir(DEMO_TITLE_ID)
-    if (destination / "title.json").is_file():
-        print(f"demo title already packaged: {destination}\nmaster: {destination / 'master.m3u8'}")
-        return 0
     source = library.source_path(DEMO_TITLE_ID)
     source.parent.mkdir(parents=True, exist_ok=True)
     if not source.is_file():
-        print(f"generating a {args.duration:.0f} s sample with ffmpeg's lavfi sources", file=sys.stderr)
+        print(f"generating a {args.duration:.0f} s 720p sample with ffmpeg's lavfi sources", file=sys.stderr)
         partial = source.with_name("source.partial.mp4")
         make_sample(partial, width=1280, height=720, duration=args.duration)
         partial.rename(source)
-    config = PackageConfig(preset="veryfast")
-    info = _package(
-        source,
-        destination,
-        config,
-        name="surge demo",
-        title_id=DEMO_TITLE_ID,
-        force=False,
-        quiet=args.quiet,
-        staging_root=library.staging_dir,
-    )
-    print(_summary(info, destination))
-    return 0
+    destination = library.title_dir(DEMO_TITLE_ID)
+    if not (destination / "title.json").is_file():
+        info = _package(
+            source,
+            destination,
+            PackageConfig(preset="veryfast"),
+            name="surge demo",
+            title_id=DEMO_TITLE_ID,
+            force=True,
+            quiet=args.quiet,
+            staging_root=library.staging_dir,
+        )
+        print(_summary(info, destination), file=sys.stderr)
+
+    async def register() -> None:
+        # Queued here; the origin's queue sees the published title.json and marks it ready at once.
+        store = TitleStore(library.jobs_db_path)
+        await store.open()
+        try:
+            if await store.get(DEMO_TITLE_ID) is None:
+                await store.insert(DEMO_TITLE_ID, "surge demo")
+        finally:
+            await store.close()
+
+    run(register())
+
+    def announce(url: str) -> None:
+        print(
+            f"surge demo is running (Ctrl-C to stop):\n"
+            f"  player  {url}/\n"
+            f"  admin   {url}/admin/   (token: $SURGE_ADMIN_TOKEN or {library.admin_token_path})\n"
+            f"  master  {url}/titles/{DEMO_TITLE_ID}/master.m3u8",
+            flush=True,
+        )
+
+    return _run_origin(args, announce)
 
 
-def cmd_origin(args: argparse.Namespace) -> int:
+def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | None = None) -> int:
     from origin.app import make_app
     from origin.config import OriginConfig, parse_size
     from service.logs import configure_logging
@@ -157,8 +179,17 @@ def cmd_origin(args: argparse.Namespace) -> int:
         package=PackageConfig(preset=args.preset),
     )
     configure_logging("origin")
-    run(serve(make_app(config), config.host, config.port, shutdown_timeout=config.shutdown_timeout))
+    app = make_app(config)
+    run(
+        serve(
+            app, config.host, config.port, shutdown_timeout=config.shutdown_timeout, on_listening=on_listening
+        )
+    )
     return 0
+
+
+def cmd_origin(args: argparse.Namespace) -> int:
+    return _run_origin(args)
 
 
 def _admin_token(args: argparse.Namespace) -> str:
@@ -206,6 +237,24 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _origin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="./data", help="library root (default ./data)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--max-upload", default="4GiB", help="largest accepted upload (default 4GiB)")
+    parser.add_argument(
+        "--min-free-disk", default="1GiB", help="refuse uploads that leave less free (default 1GiB)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="packaging jobs at once (default 1)")
+    parser.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin; '' disables CORS")
+    parser.add_argument(
+        "--playlist-max-age", type=int, default=2, help="Cache-Control max-age of playlists, s"
+    )
+    parser.add_argument(
+        "--preset", default="veryfast", choices=X264_PRESETS, help="x264 preset for packaging"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="surge", description="Adaptive HLS streaming: package, serve, scale out."
@@ -235,29 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     transcode.add_argument("--quiet", action="store_true", help="no progress bar")
     transcode.set_defaults(handler=cmd_transcode)
 
-    demo = commands.add_parser("demo", help="make a sample title and package it into the library")
-    demo.add_argument("--data", default="./data", help="library root (default ./data)")
+    demo = commands.add_parser(
+        "demo", help="make a sample title, package it and serve it; prints the URL to open"
+    )
     demo.add_argument("--duration", type=float, default=20.0, help="length of the sample, s (default 20)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    _origin_options(demo)
     demo.set_defaults(handler=cmd_demo)
     origin = commands.add_parser(
         "origin", help="serve the library and take uploads (admin API, packaging queue)"
     )
-    origin.add_argument("--data", default="./data", help="library root (default ./data)")
-    origin.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    origin.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    origin.add_argument("--max-upload", default="4GiB", help="largest accepted upload (default 4GiB)")
-    origin.add_argument(
-        "--min-free-disk", default="1GiB", help="refuse uploads that leave less free (default 1GiB)"
-    )
-    origin.add_argument("--jobs", type=int, default=1, help="packaging jobs at once (default 1)")
-    origin.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin; '' disables CORS")
-    origin.add_argument(
-        "--playlist-max-age", type=int, default=2, help="Cache-Control max-age of playlists, s"
-    )
-    origin.add_argument(
-        "--preset", default="veryfast", choices=X264_PRESETS, help="x264 preset for packaging"
-    )
+    _origin_options(origin)
     origin.set_defaults(handler=cmd_origin)
 
     upload = commands.add_parser("upload", help="upload a video to an origin (admin client)")

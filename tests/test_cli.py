@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -98,17 +101,88 @@ def test_ctrl_c_stops_ffmpeg_and_leaves_nothing(make_source: MakeSource, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_packages_a_sample_into_the_library(tmp_path: Path) -> None:
+def _run_demo(data: Path) -> tuple[str, str]:
+    """Start ``surge demo``, wait for the demo title to be served, stop it; returns (stdout, stderr)."""
+    process = subprocess.Popen(
+        [*SURGE, "demo", "--data", str(data), "--duration", "3", "--quiet", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+        assert lines[0].startswith("surge demo is running"), lines
+        player = lines[1].split()[-1]
+        master = lines[3].split()[-1]
+        assert player.startswith("http://127.0.0.1:") and master == f"{player}titles/demo/master.m3u8"
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(f"{player}titles", timeout=5) as response:
+                titles = json.load(response)["titles"]
+            if [t["id"] for t in titles] == ["demo"]:
+                break
+            assert time.monotonic() < deadline, titles
+            time.sleep(0.1)
+        with urllib.request.urlopen(master, timeout=5) as response:
+            assert b"#EXT-X-STREAM-INF" in response.read()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    return "".join(lines) + stdout, stderr
+
+
+def test_demo_packages_a_sample_and_serves_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    done = surge("demo", "--data", str(data), "--duration", "3", "--quiet", timeout=300)
-    assert done.returncode == 0, done.stderr
-    title = data / "titles" / "demo"
-    assert f"master: {title / 'master.m3u8'}" in done.stdout
-    facts = check_title(title, tmp_path)
+    _, stderr = _run_demo(data)
+    assert "generating a 3 s 720p sample" in stderr
+    facts = check_title(data / "titles" / "demo", tmp_path)
     assert len(facts["variants"]) == 5  # a 720p sample: 234p up to 720p
     assert (data / "sources" / "demo" / "source").is_file()
-    again = surge("demo", "--data", str(data), "--quiet")
-    assert again.returncode == 0 and "already packaged" in again.stdout
+    _, stderr = _run_demo(data)  # a second run reuses the title
+    assert "generating" not in stderr and "packaged" not in stderr
+
+
+def test_upload_waits_for_packaging(make_source: MakeSource, tmp_path: Path) -> None:
+    from tests.origin.conftest import TOKEN, OriginProcess
+
+    server = OriginProcess(tmp_path / "data", "--preset", "ultrafast").start()
+    try:
+        source = make_source("tiny.mp4", width=160, height=120, duration=2)
+        done = surge(
+            "upload", str(source), "--server", server.url, "--token", TOKEN, "--wait", "--name", "Tiny"
+        )
+        assert done.returncode == 0, done.stderr
+        assert "uploaded tiny.mp4 as tiny-" in done.stdout
+        assert f"ready: {server.url}/titles/tiny-" in done.stdout
+        assert "100%" in done.stderr  # upload and packaging bars
+        text = tmp_path / "notes.mp4"
+        text.write_text("not a video\n")
+        assert_one_line_error(
+            surge("upload", str(text), "--server", server.url, "--token", TOKEN), "upload refused (415)"
+        )
+        assert_one_line_error(
+            surge("upload", str(source), "--server", server.url, "--token", "wrong"), "(403)"
+        )
+        empty_env = subprocess.run(
+            [*SURGE, "upload", str(source), "--server", server.url, "--data", str(tmp_path / "nowhere")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if k != "SURGE_ADMIN_TOKEN"},
+            check=False,
+        )
+        assert_one_line_error(empty_env, "no admin token")
+    finally:
+        server.stop()
+    # An unreachable server is a one-line error too.
+    assert_one_line_error(
+        surge("upload", str(source), "--server", "http://127.0.0.1:9", "--token", TOKEN), "cannot upload"
+    )
 
 
 @pytest.mark.parametrize("args", [[], ["nonsense"], ["transcode"]])
