@@ -2,10 +2,13 @@
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# hls.js for the player page, from npm (package.json pins it), copied where the origin serves it.
+VENDOR := origin/web/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
 
 .PHONY: setup system demo test lint bench-transcode clean
 
-setup: system $(STAMP)
+setup: system $(STAMP) $(VENDOR_STAMP)
 
 system:
 	@scripts/ensure-system
@@ -15,6 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+$(VENDOR_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	mkdir -p $(VENDOR)
+	cp node_modules/hls.js/dist/hls.min.js node_modules/hls.js/dist/hls.min.js.map $(VENDOR)/
+	touch $(VENDOR_STAMP)
 
 demo: setup
 	$(BIN)/surge demo --data ./data
@@ -26,10 +35,11 @@ lint: setup
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
 test: lint
+	@scripts/ensure-system --browser
 	$(BIN)/pytest
 
 bench-transcode: setup
 	$(BIN)/python bench/transcode/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) node_modules $(VENDOR) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -10,12 +10,13 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from media.layout import Library
 from origin import admin, delivery
+from origin import web as web_pages
 from origin.auth import load_or_create_token
 from origin.config import OriginConfig
 from origin.jobs import JobQueue
-from origin.keys import CONFIG, LIBRARY, METRICS, QUEUE, STORE, TOKEN
+from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
 from origin.store import TitleStore
-from service.http import RequestMetrics, errors_as_json
+from service.http import METRICS, RequestMetrics, errors_as_json, track_in_flight
 from service.logs import log
 
 logger = logging.getLogger("surge.origin")
@@ -49,7 +50,8 @@ def make_app(config: OriginConfig) -> web.Application:
     metrics = RequestMetrics(registry, "surge_origin")
     jobs_gauge = Gauge("surge_origin_titles", "Titles by status", ["status"], registry=registry)
     running_gauge = Gauge("surge_origin_jobs_running", "Packaging jobs running now", registry=registry)
-    app = web.Application(middlewares=[metrics.middleware, errors_as_json, admin.require_admin])
+    app = web.Application(middlewares=[errors_as_json, admin.require_admin])
+    track_in_flight(app)
     app[CONFIG] = config
     app[LIBRARY] = Library(config.data)
     app[METRICS] = metrics
@@ -63,6 +65,7 @@ def make_app(config: OriginConfig) -> web.Application:
 
     delivery.add_routes(app)
     admin.add_routes(app)
+    web_pages.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", handle_metrics)
     return app

@@ -44,10 +44,6 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(500, "internal server error")
 
 
-METRICS = web.AppKey("request_metrics", "RequestMetrics")
-IN_FLIGHT = web.AppKey("in_flight", "InFlight")
-
-
 class RequestMetrics:
     """Prometheus counters per route and status; fed by ``AccessLog`` once each response is complete."""
 
@@ -77,6 +73,9 @@ class RequestMetrics:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+METRICS: web.AppKey[RequestMetrics] = web.AppKey("request_metrics")
+
+
 def route_name(request: web.BaseRequest) -> str:
     match_info = getattr(request, "match_info", None)
     resource = match_info.route.resource if match_info is not None else None
@@ -85,6 +84,9 @@ def route_name(request: web.BaseRequest) -> str:
 
 class AccessLog(AbstractAccessLogger):
     """Called by aiohttp after each response is sent: one JSON log line, and the request metrics."""
+
+    LINE = "json"
+    SILENT = "silent"
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         size = response.body_length
@@ -98,6 +100,8 @@ class AccessLog(AbstractAccessLogger):
         metrics = app.get(METRICS) if app is not None else None
         if metrics is not None:
             metrics.observe(route, request.method, response.status, size, time)
+        if self.log_format == self.SILENT:
+            return
         log(
             logger,
             "request",
@@ -130,8 +134,10 @@ class InFlight:
         request[_COUNTED] = True
         try:
             return await handler(request)
-        except asyncio.CancelledError:
-            self.done(request)  # no response will be finished for it
+        except web.HTTPException:
+            raise  # aiohttp sends it as a response, and the access log marks it done
+        except BaseException:
+            self.done(request)  # cancelled, or the client went away: no response will be finished
             raise
 
     def done(self, request: web.BaseRequest) -> None:
@@ -149,6 +155,7 @@ class InFlight:
 
 
 _COUNTED = "surge.in_flight"
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight")
 
 
 def track_in_flight(app: web.Application) -> None:
@@ -156,3 +163,17 @@ def track_in_flight(app: web.Application) -> None:
     tracker = InFlight()
     app[IN_FLIGHT] = tracker
     app.middlewares.insert(0, tracker.middleware)
+
+
+class ServerInfo:
+    """Filled by ``serve`` once listening, so handlers can report open connections."""
+
+    def __init__(self) -> None:
+        self.server: web.Server | None = None
+
+    @property
+    def connections(self) -> int:
+        return len(self.server.connections) if self.server is not None else 0
+
+
+SERVER_INFO = web.AppKey("server_info", ServerInfo)

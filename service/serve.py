@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from service.http import IN_FLIGHT, AccessLog
+from service.http import IN_FLIGHT, SERVER_INFO, AccessLog
 from service.logs import log
 
 logger = logging.getLogger("surge.serve")
@@ -27,15 +27,24 @@ async def serve(
     *,
     shutdown_timeout: float = 30.0,
     on_listening: Callable[[str], None] | None = None,
+    access_log: bool = True,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(
-        app, access_log=access_logger, access_log_class=AccessLog, shutdown_timeout=shutdown_timeout
+        app,
+        # The access logger always runs: it also feeds metrics and the in-flight count; the format
+        # string only says whether it writes a log line.
+        access_log=access_logger,
+        access_log_class=AccessLog,
+        access_log_format=AccessLog.LINE if access_log else AccessLog.SILENT,
+        shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
+    if (info := app.get(SERVER_INFO)) is not None:
+        info.server = runner.server
     try:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from loadtest.cli import add_loadtest_parser
 from media.errors import AlreadyExists, SurgeError
 from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
@@ -237,6 +238,42 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edge(args: argparse.Namespace) -> int:
+    from edge.app import make_app
+    from edge.config import EdgeConfig
+    from origin.config import parse_size
+    from service.logs import configure_logging
+    from service.serve import serve
+
+    config = EdgeConfig(
+        upstreams=tuple(args.upstream or ()),
+        parent=args.parent,
+        host=args.host,
+        port=args.port,
+        cache_mem=parse_size(args.cache_mem),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        cache_disk=parse_size(args.cache_disk) if args.cache_disk else 0,
+        prefetch=args.prefetch,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        admin_token=args.admin_token,
+        access_log=not args.no_access_log,
+        **({"edge_id": args.id} if args.id else {}),
+    )
+    configure_logging("edge")
+    app = make_app(config)
+    run(
+        serve(
+            app,
+            config.host,
+            config.port,
+            shutdown_timeout=config.shutdown_timeout,
+            access_log=config.access_log,
+        )
+    )
+    return 0
+
+
 def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -297,6 +334,24 @@ def build_parser() -> argparse.ArgumentParser:
     _origin_options(origin)
     origin.set_defaults(handler=cmd_origin)
 
+    edge = commands.add_parser(
+        "edge", help="run one caching edge node in front of origins (or a parent edge)"
+    )
+    edge.add_argument("--upstream", action="append", help="origin URL; repeat for several (tried in turn)")
+    edge.add_argument("--parent", help="a parent edge to fill from first (shield tier)")
+    edge.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    edge.add_argument("--port", type=int, default=8081, help="port (default 8081; 0 picks a free one)")
+    edge.add_argument("--cache-mem", default="512MiB", help="memory cache size (default 512MiB)")
+    edge.add_argument("--cache-dir", help="directory of the disk cache tier (off by default)")
+    edge.add_argument("--cache-disk", help="disk cache size, e.g. 10GiB (needs --cache-dir)")
+    edge.add_argument("--id", help="edge id for X-Served-By and /stats (default host-pid)")
+    edge.add_argument("--prefetch", type=int, default=2, help="next segments to fill ahead (default 2)")
+    edge.add_argument("--connect-timeout", type=float, default=2.0, help="upstream connect timeout, s")
+    edge.add_argument("--read-timeout", type=float, default=10.0, help="upstream read timeout, s")
+    edge.add_argument("--admin-token", help="token for PURGE (default: $SURGE_ADMIN_TOKEN)")
+    edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
+    edge.set_defaults(handler=cmd_edge)
+
     upload = commands.add_parser("upload", help="upload a video to an origin (admin client)")
     upload.add_argument("file", help="the video file")
     upload.add_argument(
@@ -310,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     upload.set_defaults(handler=cmd_upload)
+    add_loadtest_parser(commands)
     return parser
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import pytest
@@ -22,33 +22,24 @@ TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-class OriginProcess:
-    """``surge origin`` as a user runs it; its URL is read from the 'listening' log line."""
+class SurgeProcess:
+    """A ``surge`` server command as a user runs it, on port 0; its URL comes from the 'listening' log
+    line, and every JSON log line is kept in ``log``."""
 
-    def __init__(self, data: Path, *args: str, token: str | None = TOKEN) -> None:
-        self.data = data
+    def __init__(self, command: str, *args: str, token: str | None = TOKEN) -> None:
+        self.command = command
         self.args = args
         self.token = token
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.log: list[dict[str, Any]] = []
 
-    def start(self) -> OriginProcess:
+    def start(self) -> Self:
         env = {k: v for k, v in os.environ.items() if k != "SURGE_ADMIN_TOKEN"}
         if self.token is not None:
             env["SURGE_ADMIN_TOKEN"] = self.token
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "surge.cli",
-                "origin",
-                "--data",
-                str(self.data),
-                "--port",
-                "0",
-                *self.args,
-            ],
+            [sys.executable, "-m", "surge.cli", self.command, "--port", "0", *self.args],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
@@ -60,7 +51,7 @@ class OriginProcess:
         self._reader.start()
         if not listening.wait(30):
             self.stop(signal.SIGKILL)
-            raise RuntimeError(f"origin did not start listening: {self.log}")
+            raise RuntimeError(f"{self.command} did not start listening: {self.log}")
         return self
 
     def _read_log(self, listening: threading.Event) -> None:
@@ -76,6 +67,10 @@ class OriginProcess:
                 listening.set()
         self.process.stderr.close()
 
+    def requests_for(self, path: str) -> int:
+        """How many requests for ``path`` this server has logged."""
+        return sum(1 for e in list(self.log) if e.get("event") == "request" and e.get("path") == path)
+
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.process is not None
         if self.process.poll() is None:
@@ -87,6 +82,14 @@ class OriginProcess:
             code = self.process.wait()
         self._reader.join(10)
         return code
+
+
+class OriginProcess(SurgeProcess):
+    """``surge origin --data DATA``."""
+
+    def __init__(self, data: Path, *args: str, token: str | None = TOKEN) -> None:
+        super().__init__("origin", "--data", str(data), *args, token=token)
+        self.data = data
 
 
 @pytest.fixture

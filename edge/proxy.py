@@ -1,0 +1,340 @@
+"""The edge's request path: look up, decide (edge.policy), serve from cache or join the single flight.
+
+Rules of this file: decisions come from ``edge.policy`` and ``edge.prefetch``; this module only carries
+them out. The hit path is kept short: one dict lookup, one decision, one ``web.Response``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from edge.config import EdgeConfig
+from edge.policy import (
+    CacheControl,
+    Freshness,
+    Reuse,
+    conditional_headers,
+    decide,
+    etag_matches,
+    freshness,
+    is_storable,
+    may_serve_stale_on_error,
+    not_modified_since,
+)
+from edge.prefetch import MAX_MAP_ENTRIES, cmcd_next_object, next_segments
+from edge.singleflight import Fill, SingleFlight, UpstreamFailed
+from edge.stats import TitleStats
+from edge.store import CachedObject, DiskTier, MemoryLRU
+from edge.upstream import Upstreams
+from media.errors import InvalidInput, SurgeError
+from media.hls import parse_media
+from media.ids import is_title_id
+from media.layout import is_safe_component
+from service.logs import log
+
+logger = logging.getLogger("surge.edge")
+Clock = Callable[[], float]
+READ_CHUNK = 256 * 1024
+
+
+def title_of(path: str) -> str:
+    """``/titles/<id>/...`` → ``<id>``; the path is already validated."""
+    return path.split("/", 3)[2]
+
+
+def validate_path(path: str) -> None:
+    """Delivery paths only: ``/titles/<id>/master.m3u8`` and ``/titles/<id>/<rendition>/<file>``."""
+    parts = path.split("/")
+    if len(parts) not in (4, 5) or parts[1] != "titles" or not is_title_id(parts[2]):
+        raise InvalidInput("invalid path")
+    if not all(is_safe_component(part) for part in parts[3:]):
+        raise InvalidInput("invalid path")
+
+
+class Edge:
+    """Cache tiers, single flight, upstreams and stats of one edge node."""
+
+    def __init__(self, config: EdgeConfig, clock: Clock = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.memory = MemoryLRU(config.cache_mem)
+        self.disk = (
+            DiskTier(config.cache_dir, config.cache_disk) if config.cache_dir and config.cache_disk else None
+        )
+        self.flights = SingleFlight()
+        self.upstreams = Upstreams(
+            list(config.upstreams),
+            parent=config.parent,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+        )
+        self.stats = TitleStats()
+        self.via = f"1.1 {config.edge_id}"
+        self.next_after: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
+        self.upstream_fetches = 0
+
+    @property
+    def largest_cacheable(self) -> float:
+        disk = self.disk.capacity if self.disk is not None else 0
+        return max(self.memory.capacity, disk) * self.config.max_object_share
+
+    @property
+    def answer_timeout(self) -> float:
+        """How long a client waits for an upstream's answer before a 504: never a hang."""
+        return self.config.connect_timeout + self.config.read_timeout
+
+    async def start(self) -> None:
+        if self.disk is not None:
+            kept = await asyncio.to_thread(self.disk.rebuild)
+            log(logger, "disk cache index rebuilt", entries=kept, bytes=self.disk.used)
+        await self.upstreams.open()
+
+    async def stop(self) -> None:
+        await self.flights.close()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.upstreams.close()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # Cache tiers.
+
+    async def lookup(self, key: str) -> CachedObject | None:
+        found = self.memory.get(key)
+        if found is not None or self.disk is None:
+            return found
+        entry = self.disk.get(key)
+        if entry is None:
+            return None
+        body = await self.disk.read(entry)
+        if body is None:
+            return None
+        obj = CachedObject(key, entry.status, entry.headers, body, entry.freshness)
+        if obj.size <= self.memory.capacity * self.config.max_object_share:
+            self.memory.put(obj)  # promote: the next hit is served from memory
+        return obj
+
+    def store(self, obj: CachedObject) -> None:
+        if obj.size <= self.memory.capacity * self.config.max_object_share:
+            self.memory.put(obj)
+        if self.disk is not None and obj.size <= self.disk.capacity * self.config.max_object_share:
+            self._spawn(self.disk.put(obj))
+
+    async def purge(self, key: str) -> bool:
+        removed = self.memory.remove(key)
+        if self.disk is not None:
+            removed = await self.disk.remove(key) or removed
+        return removed
+
+    async def purge_prefix(self, prefix: str) -> int:
+        keys = {k for k in self.memory.cached_keys() if k.startswith(prefix)}
+        if self.disk is not None:
+            keys |= {k for k in self.disk.cached_keys() if k.startswith(prefix)}
+        for key in keys:
+            await self.purge(key)
+        return len(keys)
+
+    # Filling from upstream.
+
+    def _fill_runner(self, key: str, stored: CachedObject | None) -> Callable[[Fill], Awaitable[None]]:
+        async def run(fill: Fill) -> None:
+            await self._fill(fill, key, stored)
+
+        return run
+
+    async def _fill(self, fill: Fill, key: str, stored: CachedObject | None) -> None:
+        headers = {"Accept-Encoding": "identity", "Via": self.via}
+        if stored is not None:
+            headers |= conditional_headers(stored.freshness)
+        request_time = self.clock()
+        self.upstream_fetches += 1
+        async with self.upstreams.fetch(key, headers) as response:
+            lower = {k.lower(): v for k, v in response.headers.items()}
+            if response.status == 304 and stored is not None:
+                # RFC 9111 4.3.4: the stored response, with the new headers, is fresh again.
+                merged = stored.headers | {
+                    k: v for k, v in response.headers.items() if k.lower() != "content-type"
+                }
+                lower = {k.lower(): v for k, v in merged.items()}
+                refreshed = replace(
+                    stored, headers=merged, freshness=freshness(lower, request_time, self.clock())
+                )
+                self.store(refreshed)
+                fill.start(refreshed.status, refreshed.headers)
+                fill.feed(refreshed.body)
+                return
+            fill.start(response.status, response.headers)
+            async for chunk in response.content.iter_chunked(READ_CHUNK):
+                fill.feed(chunk)
+        response_time = self.clock()
+        if is_storable("GET", fill.status, lower) and fill.size <= self.largest_cacheable:
+            obj = CachedObject(key, fill.status, fill.headers, b"".join(fill.chunks),
+                               freshness(lower, request_time, response_time))  # fmt: skip
+            self.store(obj)
+            if key.endswith(".m3u8") and fill.status == 200:
+                self._learn_playlist(key, obj.body)
+
+    def _learn_playlist(self, key: str, body: bytes) -> None:
+        try:
+            playlist = parse_media(body.decode("utf-8", errors="replace"))
+        except SurgeError:
+            return  # a master playlist, or not a playlist at all: nothing to prefetch from
+        for segment, following in next_segments(key, playlist, self.config.prefetch).items():
+            self.next_after[segment] = following
+            self.next_after.move_to_end(segment)
+        while len(self.next_after) > MAX_MAP_ENTRIES:
+            self.next_after.popitem(last=False)
+
+    def prefetch(self, path: str, cmcd: str | None) -> None:
+        wanted = list(self.next_after.get(path, ()))
+        hinted = cmcd_next_object(cmcd, path)
+        if hinted is not None and hinted not in wanted:
+            wanted.append(hinted)
+        for key in wanted:
+            if self.memory.get(key) is None and (self.disk is None or self.disk.get(key) is None):
+                self.flights.join(key, self._fill_runner(key, None))
+
+    # Serving.
+
+    def respond(self, request: web.Request, obj: CachedObject, cache: str, now: float) -> web.Response:
+        headers = dict(obj.headers)
+        headers["Age"] = str(int(obj.freshness.age(now)))
+        headers["X-Cache"] = cache
+        headers["Via"] = self.via
+        headers["X-Served-By"] = self.config.edge_id
+        etag, last_modified = obj.freshness.etag, obj.freshness.last_modified
+        if obj.status == 200:
+            inm = request.headers.get("If-None-Match")
+            ims = request.headers.get("If-Modified-Since")
+            if (inm is not None and etag_matches(inm, etag)) or (
+                inm is None and ims is not None and not_modified_since(ims, last_modified)
+            ):
+                return web.Response(status=304, headers=headers)
+            headers["Accept-Ranges"] = "bytes"
+            if "Range" in request.headers:
+                return self._range(request, obj, headers)
+        return web.Response(status=obj.status, body=obj.body, headers=headers)
+
+    @staticmethod
+    def _range(request: web.Request, obj: CachedObject, headers: dict[str, str]) -> web.Response:
+        size = obj.size
+        try:
+            wanted = request.http_range
+            start, stop = wanted.start, wanted.stop
+        except ValueError:
+            # Unparseable or multiple ranges: RFC 9110 14.2 lets us ignore the header.
+            return web.Response(status=200, body=obj.body, headers=headers)
+        if start is None and stop is None:
+            return web.Response(status=200, body=obj.body, headers=headers)
+        if start is not None and start < 0:  # suffix range: bytes=-N
+            start, stop = max(0, size + start), size
+        start = start or 0
+        stop = size if stop is None else min(stop, size)
+        if start >= size or start >= stop:
+            headers["Content-Range"] = f"bytes */{size}"
+            return web.Response(status=416, headers=headers)
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        return web.Response(status=206, body=memoryview(obj.body)[start:stop], headers=headers)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        validate_path(path)
+        now = self.clock()
+        obj = await self.lookup(path)
+        if obj is not None:
+            reuse = decide(obj.freshness, now)
+            if reuse is Reuse.FRESH:
+                return self._served(request, path, obj, "HIT", now)
+            if reuse is Reuse.STALE_WHILE_REVALIDATE:
+                self.flights.join(path, self._fill_runner(path, obj))
+                return self._served(request, path, obj, "STALE", now)
+            return await self._revalidate(request, path, obj)
+        return await self._miss(request, path)
+
+    def _served(
+        self, request: web.Request, path: str, obj: CachedObject, cache: str, now: float
+    ) -> web.Response:
+        response = self.respond(request, obj, cache, now)
+        self.stats.record(
+            title_of(path), obj.size if request.method != "HEAD" else 0, now, hit=cache != "MISS"
+        )
+        if path.endswith(".m4s"):
+            self.prefetch(path, request.query.get("CMCD") or request.headers.get("CMCD-Request"))
+        return response
+
+    async def _revalidate(self, request: web.Request, path: str, stale: CachedObject) -> web.StreamResponse:
+        fill, _ = self.flights.join(path, self._fill_runner(path, stale))
+        try:
+            await fill.wait_ready(self.answer_timeout)
+            await fill.body(self.config.read_timeout)
+        except UpstreamFailed:
+            now = self.clock()
+            if may_serve_stale_on_error(stale.freshness, now):
+                return self._served(request, path, stale, "STALE", now)
+            raise
+        fresh = await self.lookup(path)
+        if fresh is not None:
+            return self._served(request, path, fresh, "HIT", self.clock())
+        return await self._stream_fill(request, path, fill, "MISS")
+
+    async def _miss(self, request: web.Request, path: str) -> web.StreamResponse:
+        fill, new = self.flights.join(path, self._fill_runner(path, None))
+        return await self._stream_fill(request, path, fill, "MISS" if new else "COALESCED")
+
+    async def _stream_fill(
+        self, request: web.Request, path: str, fill: Fill, cache: str
+    ) -> web.StreamResponse:
+        await fill.wait_ready(self.answer_timeout)
+        now = self.clock()
+        if "Range" in request.headers and fill.status == 200:
+            # A Range miss fills the whole object once, then serves the range from it.
+            await fill.body(self.config.read_timeout)
+            obj = await self.lookup(path)
+            if obj is None:
+                uncached = Freshness(CacheControl(), 0.0, 0.0, now, None, None)
+                obj = CachedObject(path, fill.status, fill.headers, b"".join(fill.chunks), uncached)
+            return self._served(request, path, obj, cache, now)
+        headers = dict(fill.headers)
+        headers.update({"Age": "0", "X-Cache": cache, "Via": self.via, "X-Served-By": self.config.edge_id})
+        response = web.StreamResponse(status=fill.status, headers=headers)
+        length = fill.headers.get("Content-Length")
+        if fill.done and fill.error is None:
+            response.content_length = fill.size
+        elif length is not None and length.isdigit():
+            response.content_length = int(length)
+        self.stats.record(title_of(path), 0, now, hit=False)
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        sent = 0
+        try:
+            async for chunk in fill.stream(self.config.read_timeout):
+                await response.write(chunk)
+                sent += len(chunk)
+        except UpstreamFailed as err:
+            # Headers are out: all we can do is cut the connection so the client sees a short body.
+            log(logger, "fill failed mid-stream", logging.WARNING, path=path, error=err.message)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        except ConnectionResetError:
+            return response  # this client left; the fill goes on for the others
+        finally:
+            self.stats.add_bytes(title_of(path), sent, self.clock())
+        await response.write_eof()
+        if path.endswith(".m4s"):
+            self.prefetch(path, request.query.get("CMCD") or request.headers.get("CMCD-Request"))
+        return response

@@ -1,0 +1,213 @@
+"""Where cached objects live: a memory LRU bounded in bytes, and an optional disk tier bounded in bytes.
+
+The memory tier is plain data structures (no I/O). The disk tier writes each body and a small JSON
+sidecar with aiofiles, by rename, so that a restart can rebuild its index from what is complete on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from edge.policy import Freshness
+
+
+@dataclass
+class CachedObject:
+    key: str
+    status: int
+    headers: dict[str, str]  # end-to-end response headers to replay, original case
+    body: bytes
+    freshness: Freshness
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
+class MemoryLRU:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._objects: OrderedDict[str, CachedObject] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def get(self, key: str) -> CachedObject | None:
+        found = self._objects.get(key)
+        if found is not None:
+            self._objects.move_to_end(key)
+        return found
+
+    def put(self, obj: CachedObject) -> list[CachedObject]:
+        """Store ``obj``; returns what was evicted to make room (oldest first)."""
+        if obj.size > self.capacity:
+            return []
+        self.remove(obj.key)
+        evicted = []
+        while self.used + obj.size > self.capacity and self._objects:
+            _, old = self._objects.popitem(last=False)
+            self.used -= old.size
+            evicted.append(old)
+        self._objects[obj.key] = obj
+        self.used += obj.size
+        return evicted
+
+    def remove(self, key: str) -> bool:
+        old = self._objects.pop(key, None)
+        if old is None:
+            return False
+        self.used -= old.size
+        return True
+
+    def cached_keys(self) -> list[str]:
+        return list(self._objects)
+
+
+def _freshness_to_json(f: Freshness) -> dict[str, object]:
+    cc = f.cache_control
+    return {
+        "cache_control": cc.__dict__,
+        "lifetime": f.lifetime,
+        "initial_age": f.initial_age,
+        "response_time": f.response_time,
+        "etag": f.etag,
+        "last_modified": f.last_modified,
+    }
+
+
+def _freshness_from_json(data: dict[str, object]) -> Freshness:
+    from edge.policy import CacheControl
+
+    cc = CacheControl(**data["cache_control"])  # type: ignore[arg-type]
+    return Freshness(
+        cache_control=cc,
+        lifetime=float(data["lifetime"]),  # type: ignore[arg-type]
+        initial_age=float(data["initial_age"]),  # type: ignore[arg-type]
+        response_time=float(data["response_time"]),  # type: ignore[arg-type]
+        etag=data["etag"],  # type: ignore[arg-type]
+        last_modified=data["last_modified"],  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class DiskEntry:
+    key: str
+    path: Path
+    size: int
+    status: int
+    headers: dict[str, str]
+    freshness: Freshness
+
+
+class DiskTier:
+    """Bodies in ``<dir>/<hh>/<sha256>.body`` beside ``.json`` metadata; LRU by our own index."""
+
+    def __init__(self, directory: Path, capacity: int) -> None:
+        self.directory = directory
+        self.capacity = capacity
+        self.used = 0
+        self._index: OrderedDict[str, DiskEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        folder = self.directory / digest[:2]
+        return folder / f"{digest}.body", folder / f"{digest}.json"
+
+    def rebuild(self) -> int:
+        """Blocking, at start-up: index what is complete on disk, delete what is not. Returns entries kept."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        found = []
+        for meta_path in self.directory.glob("*/*.json"):
+            body_path = meta_path.with_suffix(".body")
+            try:
+                meta = json.loads(meta_path.read_text())
+                size = body_path.stat().st_size
+                if size != meta["size"] or self._paths(meta["key"])[0] != body_path:
+                    raise ValueError("size or name mismatch")
+                entry = DiskEntry(
+                    key=meta["key"],
+                    path=body_path,
+                    size=size,
+                    status=int(meta["status"]),
+                    headers=dict(meta["headers"]),
+                    freshness=_freshness_from_json(meta["freshness"]),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                meta_path.unlink(missing_ok=True)
+                body_path.unlink(missing_ok=True)
+                continue
+            found.append((meta_path.stat().st_mtime, entry))
+        for leftover in self.directory.glob("*/*.tmp"):
+            leftover.unlink(missing_ok=True)
+        for _, entry in sorted(found, key=lambda pair: pair[0]):
+            self._index[entry.key] = entry
+            self.used += entry.size
+        return len(self._index)
+
+    def get(self, key: str) -> DiskEntry | None:
+        found = self._index.get(key)
+        if found is not None:
+            self._index.move_to_end(key)
+        return found
+
+    async def read(self, entry: DiskEntry) -> bytes | None:
+        try:
+            async with aiofiles.open(entry.path, "rb") as handle:
+                body = await handle.read()
+        except OSError:
+            await self.remove(entry.key)
+            return None
+        return body if len(body) == entry.size else None
+
+    async def put(self, obj: CachedObject) -> None:
+        if obj.size > self.capacity:
+            return
+        body_path, meta_path = self._paths(obj.key)
+        await aiofiles.os.makedirs(body_path.parent, exist_ok=True)
+        await self.remove(obj.key)
+        while self.used + obj.size > self.capacity and self._index:
+            oldest = next(iter(self._index))
+            await self.remove(oldest)
+        temporary = body_path.with_suffix(f".{os.getpid()}.tmp")
+        async with aiofiles.open(temporary, "wb") as handle:
+            await handle.write(obj.body)
+        await aiofiles.os.replace(temporary, body_path)
+        meta = {
+            "key": obj.key,
+            "size": obj.size,
+            "status": obj.status,
+            "headers": obj.headers,
+            "freshness": _freshness_to_json(obj.freshness),
+        }
+        async with aiofiles.open(meta_path.with_suffix(".json.tmp"), "w") as handle:
+            await handle.write(json.dumps(meta))
+        # The metadata appears last: an entry is complete on disk exactly when its .json exists.
+        await aiofiles.os.replace(meta_path.with_suffix(".json.tmp"), meta_path)
+        self._index[obj.key] = DiskEntry(obj.key, body_path, obj.size, obj.status, obj.headers, obj.freshness)
+        self.used += obj.size
+
+    async def remove(self, key: str) -> bool:
+        entry = self._index.pop(key, None)
+        if entry is None:
+            return False
+        self.used -= entry.size
+        body_path, meta_path = self._paths(key)
+        await asyncio.to_thread(meta_path.unlink, missing_ok=True)
+        await asyncio.to_thread(body_path.unlink, missing_ok=True)
+        return True
+
+    def cached_keys(self) -> list[str]:
+        return list(self._index)

@@ -1,0 +1,148 @@
+"""Fetching from upstreams (origins, or a parent edge): pooled keep-alive connections, bounded timeouts,
+retry on the next upstream, and a circuit breaker that skips a dead upstream for a while."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from edge.singleflight import UpstreamFailed, UpstreamTimeout
+
+# Hop-by-hop fields (RFC 9110 7.6.1) and the ones the edge recomputes itself.
+DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+        "via",
+        "x-cache",
+        "x-served-by",
+        "age",
+    }
+)
+
+
+@dataclass
+class Breaker:
+    """Closed until ``threshold`` failures in a row; then open (skipped) for ``cooldown`` seconds,
+    after which one request may try again (half-open). Pure: callers pass ``now``."""
+
+    threshold: int = 3
+    cooldown: float = 5.0
+    failures: int = 0
+    open_until: float = 0.0
+
+    def available(self, now: float) -> bool:
+        return self.failures < self.threshold or now >= self.open_until
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+
+    def failed(self, now: float) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.open_until = now + self.cooldown
+
+
+def upstream_order(
+    upstreams: list[str], breakers: dict[str, Breaker], now: float, start: int, parent: str | None = None
+) -> list[str]:
+    """Who to try, in order: the parent edge first when there is one (a shield tier), then the origins
+    round-robin from ``start``; tripped upstreams go last, as a last resort (better a slow try than a
+    certain failure)."""
+    rotated = upstreams[start % len(upstreams) :] + upstreams[: start % len(upstreams)] if upstreams else []
+    candidates = ([parent] if parent else []) + rotated
+    available = [u for u in candidates if breakers[u].available(now)]
+    return available + [u for u in candidates if u not in available]
+
+
+@dataclass
+class UpstreamResponse:
+    status: int
+    headers: dict[str, str]  # end-to-end headers, original case
+    content: aiohttp.StreamReader
+    upstream: str
+
+
+@dataclass
+class Upstreams:
+    urls: list[str]
+    parent: str | None = None
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    connections: int = 256
+    breakers: dict[str, Breaker] = field(default_factory=dict)
+    _session: aiohttp.ClientSession | None = None
+    _next: int = 0
+
+    def __post_init__(self) -> None:
+        self.urls = [u.rstrip("/") for u in self.urls]
+        self.parent = self.parent.rstrip("/") if self.parent else None
+        for url in [*self.urls, *([self.parent] if self.parent else [])]:
+            self.breakers.setdefault(url, Breaker())
+
+    async def open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout
+        )
+        # auto_decompress off: bytes are cached and replayed exactly as the upstream sent them.
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @asynccontextmanager
+    async def fetch(self, path: str, headers: dict[str, str]) -> AsyncIterator[UpstreamResponse]:
+        """GET ``path`` from the first upstream that answers; 5xx and network errors move to the next."""
+        if self._session is None:
+            raise RuntimeError("upstreams are not open")
+        self._next += 1
+        errors = []
+        timed_out = False
+        for url in upstream_order(self.urls, self.breakers, time.monotonic(), self._next, self.parent):
+            breaker = self.breakers[url]
+            try:
+                response = await self._session.get(url + path, headers=headers, allow_redirects=False)
+            except TimeoutError:
+                breaker.failed(time.monotonic())
+                errors.append(f"{url}: timed out")
+                timed_out = True
+                continue
+            except aiohttp.ClientError as err:
+                breaker.failed(time.monotonic())
+                errors.append(f"{url}: {err.__class__.__name__}")
+                continue
+            if response.status >= 500:
+                breaker.failed(time.monotonic())
+                errors.append(f"{url}: {response.status}")
+                response.release()
+                continue
+            breaker.succeeded()
+            try:
+                yield UpstreamResponse(
+                    status=response.status,
+                    headers={k: v for k, v in response.headers.items() if k.lower() not in DROPPED_HEADERS},
+                    content=response.content,
+                    upstream=url,
+                )
+            finally:
+                response.release()
+            return
+        message = "no upstream answered: " + "; ".join(errors)
+        raise UpstreamTimeout(message) if timed_out else UpstreamFailed(message)
