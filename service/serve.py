@@ -1,7 +1,8 @@
-"""Serve an aiohttp app until SIGINT/SIGTERM, then shut down gracefully.
+"""Serve aiohttp apps until SIGINT/SIGTERM, then shut down gracefully.
 
 Shutdown order (after uvicorn's): stop accepting, let in-flight requests finish within a bound, then run
-the app's cleanup (which stops background work such as packaging jobs).
+each app's cleanup (which stops background work such as packaging jobs or edge processes), last
+started first.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -18,6 +20,16 @@ from service.logs import log
 
 logger = logging.getLogger("surge.serve")
 access_logger = logging.getLogger("surge.access")
+
+
+@dataclass
+class Site:
+    # An app, or a factory called once the sites before it listen (to learn, say, their port).
+    app: web.Application | Callable[[], web.Application]
+    host: str
+    port: int
+    on_listening: Callable[[str], None] | None = None
+    name: str = "server"
 
 
 async def serve(
@@ -29,40 +41,53 @@ async def serve(
     on_listening: Callable[[str], None] | None = None,
     access_log: bool = True,
 ) -> None:
+    await serve_all([Site(app, host, port, on_listening)], shutdown_timeout=shutdown_timeout, access_log=access_log)
+
+
+async def serve_all(sites: list[Site], *, shutdown_timeout: float = 30.0, access_log: bool = True) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(
-        app,
-        # The access logger always runs: it also feeds metrics and the in-flight count; the format
-        # string only says whether it writes a log line.
-        access_log=access_logger,
-        access_log_class=AccessLog,
-        access_log_format=AccessLog.LINE if access_log else AccessLog.SILENT,
-        shutdown_timeout=shutdown_timeout,
-    )
-    await runner.setup()
-    if (info := app.get(SERVER_INFO)) is not None:
-        info.server = runner.server
+    runners: list[web.AppRunner] = []
+    apps: list[web.Application] = []
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        bound = runner.addresses[0]
-        url = f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
-        log(logger, "listening", url=url)
-        if on_listening is not None:
-            on_listening(url)
+        for site in sites:
+            app = site.app if isinstance(site.app, web.Application) else site.app()
+            apps.append(app)
+            runner = web.AppRunner(
+                app,
+                # The access logger always runs: it also feeds metrics and the in-flight count; the
+                # format string only says whether it writes a log line.
+                access_log=access_logger,
+                access_log_class=AccessLog,
+                access_log_format=AccessLog.LINE if access_log else AccessLog.SILENT,
+                shutdown_timeout=shutdown_timeout,
+            )
+            await runner.setup()
+            runners.append(runner)
+            if (info := app.get(SERVER_INFO)) is not None:
+                info.server = runner.server
+            tcp = web.TCPSite(runner, site.host, site.port, reuse_address=True)
+            await tcp.start()
+            bound = runner.addresses[0]
+            url = f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
+            log(logger, "listening", url=url, name=site.name)
+            if site.on_listening is not None:
+                site.on_listening(url)
         await stop.wait()
-        tracker = app.get(IN_FLIGHT)
-        log(logger, "shutting down", in_flight=tracker.count if tracker else None, timeout_s=shutdown_timeout)
-        for running_site in list(runner.sites):
-            await running_site.stop()  # stop accepting; connections already open keep being served
-        if tracker is not None and not await tracker.wait_idle(shutdown_timeout):
-            log(logger, "in-flight requests cut off", logging.WARNING, in_flight=tracker.count)
+        trackers = [tracker for app in apps if (tracker := app.get(IN_FLIGHT)) is not None]
+        log(logger, "shutting down", in_flight=sum(t.count for t in trackers), timeout_s=shutdown_timeout)
+        for runner in runners:
+            for running_site in list(runner.sites):
+                await running_site.stop()  # stop accepting; connections already open keep being served
+        for tracker in trackers:
+            if not await tracker.wait_idle(shutdown_timeout):
+                log(logger, "in-flight requests cut off", logging.WARNING, in_flight=tracker.count)
     finally:
         # Signal handlers stay until cleanup ends: a second SIGTERM must not kill a draining server.
-        await runner.cleanup()
+        for runner in reversed(runners):
+            await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         log(logger, "stopped")

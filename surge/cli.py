@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from aiohttp import web
 from tqdm import tqdm
 
 from loadtest.cli import add_loadtest_parser
@@ -15,6 +16,7 @@ from media.errors import AlreadyExists, SurgeError
 from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.title import TitleInfo
+from origin.config import OriginConfig
 from service.loop import run
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
@@ -150,25 +152,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run(register())
 
-    def announce(url: str) -> None:
+    def announce(origin: str, fleet: str) -> None:
         print(
             f"surge demo is running (Ctrl-C to stop):\n"
-            f"  player  {url}/\n"
-            f"  admin   {url}/admin/   (token: $SURGE_ADMIN_TOKEN or {library.admin_token_path})\n"
-            f"  master  {url}/titles/{DEMO_TITLE_ID}/master.m3u8",
+            f"  player  {fleet}/player/#{DEMO_TITLE_ID}\n"
+            f"  fleet   {fleet}/\n"
+            f"  master  {fleet}/titles/{DEMO_TITLE_ID}/master.m3u8\n"
+            f"  admin   {origin}/admin/   (token: $SURGE_ADMIN_TOKEN or {library.admin_token_path})",
             flush=True,
         )
 
-    return _run_origin(args, announce)
+    return _serve_up(args, announce)
 
 
-def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | None = None) -> int:
-    from origin.app import make_app
+def _origin_config(args: argparse.Namespace) -> OriginConfig:
     from origin.config import OriginConfig, parse_size
-    from service.logs import configure_logging
-    from service.serve import serve
 
-    config = OriginConfig(
+    return OriginConfig(
         data=Path(args.data),
         host=args.host,
         port=args.port,
@@ -179,6 +179,14 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
         playlist_max_age=args.playlist_max_age,
         package=PackageConfig(preset=args.preset),
     )
+
+
+def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | None = None) -> int:
+    from origin.app import make_app
+    from service.logs import configure_logging
+    from service.serve import serve
+
+    config = _origin_config(args)
     configure_logging("origin")
     app = make_app(config)
     run(
@@ -274,6 +282,90 @@ def cmd_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fleet_parts(args: argparse.Namespace, origin_url: str) -> tuple[object, object]:
+    """The fleet and its router settings from command-line flags."""
+    from edge.router.app import RouterSettings
+    from edge.router.backends import LocalProcesses
+    from edge.router.fleet import Fleet, FleetConfig
+    from edge.router.scaler import ScalerConfig
+
+    edge_args = ["--cache-mem", args.cache_mem, "--prefetch", str(args.prefetch)]
+    if not args.edge_access_log:
+        edge_args.append("--no-access-log")
+    scaler = ScalerConfig(
+        min_edges=args.min_edges,
+        max_edges=args.max_edges,
+        edge_capacity=args.edge_capacity,
+        scale_in_window=args.scale_in_window,
+    )
+    config = FleetConfig(origin=origin_url, scaler=scaler)
+    fleet = Fleet(config, LocalProcesses(origin_url, tuple(edge_args)))
+    return fleet, RouterSettings(origin=origin_url, steering=not args.no_steering, redirect=args.redirect)
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from edge.router.app import make_app
+    from service.logs import configure_logging
+    from service.serve import Site, serve_all
+
+    configure_logging("fleet")
+    fleet, settings = _fleet_parts(args, args.origin.rstrip("/"))
+    site = Site(make_app(fleet, settings), args.host, args.port, name="fleet")  # type: ignore[arg-type]
+    run(serve_all([site]))
+    return 0
+
+
+def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | None = None) -> int:
+    """Origin and fleet in one process (edges are child processes); ``announce(origin, fleet)``."""
+    from edge.router.app import make_app as make_router
+    from origin.app import make_app as make_origin
+    from service.logs import configure_logging
+    from service.serve import Site, serve_all
+
+    configure_logging("up")
+    origin_config = _origin_config(args)
+    urls: dict[str, str] = {}
+
+    def router() -> web.Application:
+        # Built once the origin listens: the fleet needs its real URL (port 0 picks one).
+        fleet, settings = _fleet_parts(args, urls["origin"])
+        return make_router(fleet, settings)  # type: ignore[arg-type]
+
+    def fleet_listening(url: str) -> None:
+        if announce is not None:
+            announce(urls["origin"], url)
+
+    sites = [
+        Site(make_origin(origin_config), origin_config.host, origin_config.port, name="origin",
+             on_listening=lambda url: urls.__setitem__("origin", url)),
+        Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet"),
+    ]  # fmt: skip
+    run(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    def announce(origin: str, fleet: str) -> None:
+        print(f"surge is up (Ctrl-C to stop):\n  fleet   {fleet}/  (status)\n  player  {fleet}/player/\n"
+              f"  origin  {origin}/  (admin: {origin}/admin/)", flush=True)  # fmt: skip
+
+    return _serve_up(args, announce)
+
+
+def _fleet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-edges", type=int, default=1, help="edges always running (default 1)")
+    parser.add_argument("--max-edges", type=int, default=8, help="most edges at once (default 8)")
+    parser.add_argument("--edge-capacity", type=float, default=2000.0,
+                        help="requests/s one edge serves comfortably (default 2000)")  # fmt: skip
+    parser.add_argument("--scale-in-window", type=float, default=300.0,
+                        help="seconds of low demand before an edge is drained (default 300)")  # fmt: skip
+    parser.add_argument("--cache-mem", default="512MiB", help="memory cache of each edge (default 512MiB)")
+    parser.add_argument("--prefetch", type=int, default=2, help="segments each edge fills ahead (default 2)")
+    parser.add_argument("--edge-access-log", action="store_true", help="a log line per edge request")
+    parser.add_argument("--no-steering", action="store_true", help="no HLS Content Steering in masters")
+    parser.add_argument("--redirect", action="store_true", help="answer masters with a 302 to the edge")
+
+
 def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -327,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=20.0, help="length of the sample, s (default 20)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _origin_options(demo)
+    _fleet_options(demo)
+    demo.add_argument("--fleet-port", type=int, default=8000, help="the fleet's port (default 8000)")
     demo.set_defaults(handler=cmd_demo)
     origin = commands.add_parser(
         "origin", help="serve the library and take uploads (admin API, packaging queue)"
@@ -351,6 +445,19 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--admin-token", help="token for PURGE (default: $SURGE_ADMIN_TOKEN)")
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
     edge.set_defaults(handler=cmd_edge)
+
+    fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")
+    fleet.add_argument("--origin", required=True, help="origin URL the edges fill from")
+    fleet.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    fleet.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    _fleet_options(fleet)
+    fleet.set_defaults(handler=cmd_fleet)
+
+    up = commands.add_parser("up", help="run origin + fleet (+ edges) together")
+    _origin_options(up)
+    _fleet_options(up)
+    up.add_argument("--fleet-port", type=int, default=8000, help="the fleet's port (default 8000)")
+    up.set_defaults(handler=cmd_up)
 
     upload = commands.add_parser("upload", help="upload a video to an origin (admin client)")
     upload.add_argument("file", help="the video file")

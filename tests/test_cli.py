@@ -104,28 +104,46 @@ def test_ctrl_c_stops_ffmpeg_and_leaves_nothing(make_source: MakeSource, tmp_pat
 def _run_demo(data: Path) -> tuple[str, str]:
     """Start ``surge demo``, wait for the demo title to be served, stop it; returns (stdout, stderr)."""
     process = subprocess.Popen(
-        [*SURGE, "demo", "--data", str(data), "--duration", "3", "--quiet", "--port", "0"],
+        [
+            *SURGE,
+            "demo",
+            "--data",
+            str(data),
+            "--duration",
+            "3",
+            "--quiet",
+            "--port",
+            "0",
+            "--fleet-port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]
+        lines = [process.stdout.readline() for _ in range(5)]
         assert lines[0].startswith("surge demo is running"), lines
-        player = lines[1].split()[-1]
-        master = lines[3].split()[-1]
-        assert player.startswith("http://127.0.0.1:") and master == f"{player}titles/demo/master.m3u8"
+        fleet = lines[2].split()[-1]
+        player, master = lines[1].split()[-1], lines[3].split()[-1]
+        assert fleet.startswith("http://127.0.0.1:") and player == f"{fleet}player/#demo"
+        assert master == f"{fleet}titles/demo/master.m3u8"
         deadline = time.monotonic() + 60
         while True:
-            with urllib.request.urlopen(f"{player}titles", timeout=5) as response:
+            with urllib.request.urlopen(f"{fleet}titles", timeout=5) as response:
                 titles = json.load(response)["titles"]
             if [t["id"] for t in titles] == ["demo"]:
                 break
             assert time.monotonic() < deadline, titles
             time.sleep(0.1)
         with urllib.request.urlopen(master, timeout=5) as response:
-            assert b"#EXT-X-STREAM-INF" in response.read()
+            text = response.read().decode()
+        # The router's master points at an edge, which serves the media.
+        assert "#EXT-X-STREAM-INF" in text and "#EXT-X-CONTENT-STEERING" in text
+        variant = next(line for line in text.splitlines() if line.startswith("http://"))
+        with urllib.request.urlopen(variant, timeout=5) as response:
+            assert response.headers["X-Served-By"] == "edge-1" and b"#EXTINF" in response.read()
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)
     finally:

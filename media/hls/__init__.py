@@ -3,6 +3,7 @@
 from media.hls.model import (
     AudioRendition,
     ByteRange,
+    ContentSteering,
     IFrameVariant,
     MasterPlaylist,
     MediaPlaylist,
@@ -15,6 +16,7 @@ from media.hls.render import render_master, render_media
 __all__ = [
     "AudioRendition",
     "ByteRange",
+    "ContentSteering",
     "IFrameVariant",
     "MasterPlaylist",
     "MediaPlaylist",

@@ -65,6 +65,13 @@ class Variant:
     average_bandwidth: int | None = None
     frame_rate: Fraction | float | None = None
     audio_group: str | None = None
+    pathway_id: str | None = None  # HLS Content Steering (RFC 8216bis 4.4.6.6)
+
+
+@dataclass(frozen=True)
+class ContentSteering:
+    server_uri: str
+    pathway_id: str | None = None  # the pathway to start on
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class IFrameVariant:
     codecs: str
     resolution: tuple[int, int]
     average_bandwidth: int | None = None
+    pathway_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class MasterPlaylist:
     audio: tuple[AudioRendition, ...] = ()
     iframe_variants: tuple[IFrameVariant, ...] = ()
     independent_segments: bool = True
+    content_steering: ContentSteering | None = None
 
     @property
     def version(self) -> int:

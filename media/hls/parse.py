@@ -9,6 +9,7 @@ from media.errors import InvalidPlaylist
 from media.hls.model import (
     AudioRendition,
     ByteRange,
+    ContentSteering,
     IFrameVariant,
     MasterPlaylist,
     MediaPlaylist,
@@ -131,6 +132,7 @@ def parse_master(text: str) -> MasterPlaylist:
     audio: list[AudioRendition] = []
     iframes: list[IFrameVariant] = []
     independent = False
+    steering: ContentSteering | None = None
     pending: dict[str, str] | None = None
     for line in _lines(text):
         if not line.startswith("#"):
@@ -149,6 +151,7 @@ def parse_master(text: str) -> MasterPlaylist:
                     resolution=_resolution(pending["RESOLUTION"]) if "RESOLUTION" in pending else (0, 0),
                     frame_rate=Fraction(pending["FRAME-RATE"]) if "FRAME-RATE" in pending else None,
                     audio_group=pending.get("AUDIO"),
+                    pathway_id=pending.get("PATHWAY-ID"),
                 )
             )
             pending = None
@@ -187,6 +190,9 @@ def parse_master(text: str) -> MasterPlaylist:
             )
         elif tag == "#EXT-X-INDEPENDENT-SEGMENTS":
             independent = True
+        elif tag == "#EXT-X-CONTENT-STEERING":
+            attrs = parse_attributes(value)
+            steering = ContentSteering(_require(attrs, "SERVER-URI", tag), attrs.get("PATHWAY-ID"))
         elif tag in ("#EXTINF", "#EXT-X-TARGETDURATION"):
             raise InvalidPlaylist("this is a media playlist, not a master (multivariant) playlist")
     if not variants:
@@ -196,4 +202,5 @@ def parse_master(text: str) -> MasterPlaylist:
         audio=tuple(audio),
         iframe_variants=tuple(iframes),
         independent_segments=independent,
+        content_steering=steering,
     )

@@ -48,6 +48,11 @@ def render_master(playlist: MasterPlaylist) -> str:
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{playlist.version}"]
     if playlist.independent_segments:
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    if playlist.content_steering is not None:
+        attrs = [f"SERVER-URI={_quoted(playlist.content_steering.server_uri)}"]
+        if playlist.content_steering.pathway_id:
+            attrs.append(f"PATHWAY-ID={_quoted(playlist.content_steering.pathway_id)}")
+        lines.append("#EXT-X-CONTENT-STEERING:" + ",".join(attrs))
     for audio in playlist.audio:
         attrs = [
             "TYPE=AUDIO",
@@ -72,6 +77,8 @@ def render_master(playlist: MasterPlaylist) -> str:
             attrs.append(f"FRAME-RATE={_frame_rate(variant.frame_rate)}")
         if variant.audio_group is not None:
             attrs.append(f"AUDIO={_quoted(variant.audio_group)}")
+        if variant.pathway_id is not None:
+            attrs.append(f"PATHWAY-ID={_quoted(variant.pathway_id)}")
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
         lines.append(variant.uri)
     for iframe in playlist.iframe_variants:
@@ -80,6 +87,8 @@ def render_master(playlist: MasterPlaylist) -> str:
             attrs.append(f"AVERAGE-BANDWIDTH={iframe.average_bandwidth}")
         attrs.append(f"CODECS={_quoted(iframe.codecs)}")
         attrs.append(f"RESOLUTION={iframe.resolution[0]}x{iframe.resolution[1]}")
+        if iframe.pathway_id is not None:
+            attrs.append(f"PATHWAY-ID={_quoted(iframe.pathway_id)}")
         attrs.append(f"URI={_quoted(iframe.uri)}")
         lines.append("#EXT-X-I-FRAME-STREAM-INF:" + ",".join(attrs))
     return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""The fleet: edges started, stopped and steered on popularity (router + autoscaler)."""

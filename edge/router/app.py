@@ -1,0 +1,179 @@
+"""The router: the one URL players are given. Masters point at edges; steering moves players along.
+
+``GET /titles/<id>/master.m3u8`` (or ``/t/<id>/master.m3u8``) answers the origin's master with absolute
+URIs on the title's edges: one pathway per edge with HLS Content Steering (default), or only the
+preferred edge without it; ``?redirect=1`` or ``--redirect`` answers 302 to that edge instead. Media
+playlists and segments go to edges directly: no redirect is ever used for media (Apple HLS authoring
+spec 8.18). Other public paths (the player page, catalog, static files) are passed to the origin.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
+
+from edge.router.fleet import Fleet
+from edge.router.steering import master_for_edges, session_priority, steering_manifest
+from media.errors import NotFound, SurgeError
+from media.hls import parse_master, render_master
+from media.ids import validate_title_id
+from service.http import METRICS, RequestMetrics, errors_as_json, track_in_flight
+
+FLEET = web.AppKey("fleet", Fleet)
+SESSION = web.AppKey("origin_session", aiohttp.ClientSession)
+MASTERS = web.AppKey("masters", dict)
+MASTER_CACHE_S = 5.0
+STATUS_PAGE = Path(__file__).with_name("status.html")
+PASSED_TO_ORIGIN = ("/player/", "/static/", "/titles")
+
+
+class UpstreamError(SurgeError):
+    status = 502
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    origin: str
+    steering: bool = True
+    redirect: bool = False
+
+
+SETTINGS = web.AppKey("router_settings", RouterSettings)
+
+
+async def _origin_master(request: web.Request, title_id: str) -> str:
+    """The origin's master playlist, kept a few seconds (it never changes once published)."""
+    cache: dict[str, tuple[float, str]] = request.app[MASTERS]
+    cached = cache.get(title_id)
+    if cached is not None and time.monotonic() - cached[0] < MASTER_CACHE_S:
+        return cached[1]
+    url = f"{request.app[SETTINGS].origin}/titles/{title_id}/master.m3u8"
+    try:
+        async with request.app[SESSION].get(url) as response:
+            if response.status == 404:
+                raise NotFound(f"no title {title_id!r}")
+            if response.status != 200:
+                raise UpstreamError(f"the origin answered {response.status} for the master playlist")
+            text = await response.text()
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise UpstreamError(f"the origin is unreachable: {err.__class__.__name__}") from None
+    cache[title_id] = (time.monotonic(), text)
+    return text
+
+
+async def master(request: web.Request) -> web.StreamResponse:
+    title_id = validate_title_id(request.match_info["title_id"])
+    fleet, settings = request.app[FLEET], request.app[SETTINGS]
+    edges = fleet.all_active_for(title_id)
+    if not edges:
+        raise UpstreamError("no edge is active yet; try again in a moment")
+    if settings.redirect or request.query.get("redirect") == "1":
+        raise web.HTTPFound(f"{edges[0].url}/titles/{title_id}/master.m3u8")
+    origin_master = parse_master(await _origin_master(request, title_id))
+    steering_uri = None
+    if settings.steering:
+        known = ",".join(edge.id for edge in edges)
+        steering_uri = f"/steer/{title_id}.json?session={secrets.token_urlsafe(6)}&known={quote(known)}"
+    text = render_master(master_for_edges(origin_master, title_id, edges, steering_uri))
+    return web.Response(
+        text=text,
+        content_type="application/vnd.apple.mpegurl",
+        headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+async def steer(request: web.Request) -> web.Response:
+    title_id = validate_title_id(request.match_info["title_id"])
+    fleet = request.app[FLEET]
+    session = request.query.get("session", request.remote or "")
+    known = [k for k in request.query.get("known", "").split(",") if k]
+    active = {e.handle.id: e.ref for e in fleet.active()}
+    title_edges = [ref.id for ref in fleet.edges_for(title_id)]
+    priority = session_priority(title_edges, list(active), session)
+    everything_known = sorted(set(known) | set(priority))
+    reload_uri = f"/steer/{title_id}.json?session={quote(session)}&known={quote(','.join(everything_known))}"
+    manifest = steering_manifest(priority, known, active, reload_uri, fleet.config.steering_ttl)
+    return web.json_response(
+        manifest, headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+    )
+
+
+async def fleet_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[FLEET].snapshot())
+
+
+async def status_page(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATUS_PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    active = len(request.app[FLEET].active())
+    return web.json_response({"status": "ok" if active else "starting", "active_edges": active},
+                             status=200 if active else 503)  # fmt: skip
+
+
+async def pass_to_origin(request: web.Request) -> web.StreamResponse:
+    """The player page, static files and the catalog, as the origin serves them."""
+    path = request.path
+    if path.startswith("/player/"):
+        path = "/" + path.removeprefix("/player/")
+    url = request.app[SETTINGS].origin + path
+    try:
+        async with request.app[SESSION].get(url, params=request.query) as response:
+            body = await response.read()
+            kept = ("content-type", "cache-control", "etag", "last-modified")
+            headers = {k: v for k, v in response.headers.items() if k.lower() in kept}
+            return web.Response(status=response.status, body=body, headers=headers)
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise UpstreamError(f"the origin is unreachable: {err.__class__.__name__}") from None
+
+
+def make_app(fleet: Fleet, settings: RouterSettings) -> web.Application:
+    registry = CollectorRegistry()
+    metrics = RequestMetrics(registry, "surge_fleet")
+    app = web.Application(middlewares=[errors_as_json])
+    track_in_flight(app)
+    app[FLEET] = fleet
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[MASTERS] = {}
+    edges_gauge = Gauge("surge_fleet_edges", "Edges by state", ["state"], registry=registry)
+    demand_gauge = Gauge("surge_fleet_demand_rps", "Requests/s over all edges", registry=registry)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=10, sock_connect=2)
+        app[SESSION] = aiohttp.ClientSession(timeout=timeout)
+        await fleet.start()
+        yield
+        await fleet.stop()
+        await app[SESSION].close()
+
+    async def handle_metrics(request: web.Request) -> web.Response:
+        states: dict[str, int] = {"warming": 0, "active": 0, "draining": 0}
+        for edge in fleet.edges.values():
+            states[str(edge.state)] += 1
+        for state, count in states.items():
+            edges_gauge.labels(state).set(count)
+        demand_gauge.set(sum(fleet.demand.values()))
+        return await metrics.handle_metrics(request)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/titles/{title_id}/master.m3u8", master)
+    app.router.add_get("/t/{title_id}/master.m3u8", master)
+    app.router.add_get("/steer/{title_id}.json", steer)
+    app.router.add_get("/fleet", fleet_status)
+    app.router.add_get("/", status_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/titles", pass_to_origin)
+    app.router.add_get("/player/", pass_to_origin)
+    app.router.add_get("/static/{path:.+}", pass_to_origin)
+    return app
