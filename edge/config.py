@@ -32,6 +32,7 @@ class EdgeConfig:
     admin_token: str | None = None
     shutdown_timeout: float = 30.0
     access_log: bool = True
+    header_timeout: float = 10.0  # a client slower than this with its request headers gets 408
 
     def __post_init__(self) -> None:
         if not self.upstreams and not self.parent:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from service.guard import GuardedTCPSite
 from service.http import IN_FLIGHT, SERVER_INFO, AccessLog
 from service.logs import log
 
@@ -40,11 +41,23 @@ async def serve(
     shutdown_timeout: float = 30.0,
     on_listening: Callable[[str], None] | None = None,
     access_log: bool = True,
+    header_timeout: float = 10.0,
 ) -> None:
-    await serve_all([Site(app, host, port, on_listening)], shutdown_timeout=shutdown_timeout, access_log=access_log)
+    await serve_all(
+        [Site(app, host, port, on_listening)],
+        shutdown_timeout=shutdown_timeout,
+        access_log=access_log,
+        header_timeout=header_timeout,
+    )
 
 
-async def serve_all(sites: list[Site], *, shutdown_timeout: float = 30.0, access_log: bool = True) -> None:
+async def serve_all(
+    sites: list[Site],
+    *,
+    shutdown_timeout: float = 30.0,
+    access_log: bool = True,
+    header_timeout: float = 10.0,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -68,10 +81,12 @@ async def serve_all(sites: list[Site], *, shutdown_timeout: float = 30.0, access
             runners.append(runner)
             if (info := app.get(SERVER_INFO)) is not None:
                 info.server = runner.server
-            tcp = web.TCPSite(runner, site.host, site.port, reuse_address=True)
+            tcp = GuardedTCPSite(runner, site.host, site.port, header_timeout, reuse_address=True)
             await tcp.start()
             bound = runner.addresses[0]
-            url = f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
+            url = (
+                f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
+            )
             log(logger, "listening", url=url, name=site.name)
             if site.on_listening is not None:
                 site.on_listening(url)
@@ -85,9 +100,10 @@ async def serve_all(sites: list[Site], *, shutdown_timeout: float = 30.0, access
             if not await tracker.wait_idle(shutdown_timeout):
                 log(logger, "in-flight requests cut off", logging.WARNING, in_flight=tracker.count)
     finally:
-        # Signal handlers stay until cleanup ends: a second SIGTERM must not kill a draining server.
+        # Signal handlers stay until the loop closes: a second SIGTERM must not kill a draining or
+        # exiting server (it would exit by signal, not 0).
         for runner in reversed(runners):
             await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+            loop.add_signal_handler(signum, log, logger, "already stopping")
         log(logger, "stopped")

@@ -17,7 +17,7 @@ from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.title import TitleInfo
 from origin.config import OriginConfig
-from service.loop import run
+from service.loop import run, run_server
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
@@ -189,7 +189,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
     config = _origin_config(args)
     configure_logging("origin")
     app = make_app(config)
-    run(
+    run_server(
         serve(
             app, config.host, config.port, shutdown_timeout=config.shutdown_timeout, on_listening=on_listening
         )
@@ -266,17 +266,19 @@ def cmd_edge(args: argparse.Namespace) -> int:
         read_timeout=args.read_timeout,
         admin_token=args.admin_token,
         access_log=not args.no_access_log,
+        header_timeout=args.header_timeout,
         **({"edge_id": args.id} if args.id else {}),
     )
     configure_logging("edge")
     app = make_app(config)
-    run(
+    run_server(
         serve(
             app,
             config.host,
             config.port,
             shutdown_timeout=config.shutdown_timeout,
             access_log=config.access_log,
+            header_timeout=config.header_timeout,
         )
     )
     return 0
@@ -311,7 +313,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     configure_logging("fleet")
     fleet, settings = _fleet_parts(args, args.origin.rstrip("/"))
     site = Site(make_app(fleet, settings), args.host, args.port, name="fleet")  # type: ignore[arg-type]
-    run(serve_all([site]))
+    run_server(serve_all([site]))
     return 0
 
 
@@ -340,7 +342,7 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
              on_listening=lambda url: urls.__setitem__("origin", url)),
         Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet"),
     ]  # fmt: skip
-    run(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout))
+    run_server(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout))
     return 0
 
 
@@ -444,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--read-timeout", type=float, default=10.0, help="upstream read timeout, s")
     edge.add_argument("--admin-token", help="token for PURGE (default: $SURGE_ADMIN_TOKEN)")
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
+    edge.add_argument("--header-timeout", type=float, default=10.0, help="408 for slower request headers, s")
     edge.set_defaults(handler=cmd_edge)
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")

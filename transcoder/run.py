@@ -9,20 +9,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import shutil
 import signal
-import sys
 from collections.abc import Callable
 
 from media.errors import ToolMissing, TranscodeFailed
+from service.process import die_with_parent
 from transcoder.progress import ProgressReader
 
 ProgressCallback = Callable[[float], None]
 STDERR_LINES_KEPT = 200
 STDERR_LINES_REPORTED = 6
 TERMINATE_GRACE_S = 5.0
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def relevant_stderr(lines: list[str], limit: int = STDERR_LINES_REPORTED) -> str:
@@ -42,12 +40,6 @@ def relevant_stderr(lines: list[str], limit: int = STDERR_LINES_REPORTED) -> str
     errors = [line for line in cleaned if any(marker in line.lower() for marker in markers)]
     chosen = (errors or cleaned)[-limit:]
     return " | ".join(chosen)
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if surge is killed outright (kill -9), the kernel kills ffmpeg too."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
@@ -80,7 +72,7 @@ async def run_ffmpeg(
         stderr=asyncio.subprocess.PIPE,
         # Own process group: a Ctrl-C at the terminal reaches us, and we stop ffmpeg in order.
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=die_with_parent(),
     )
     assert process.stdout is not None and process.stderr is not None
     stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from service.logs import log
+from service.process import die_with_parent
 
 logger = logging.getLogger("surge.fleet")
 START_TIMEOUT_S = 20.0
@@ -62,15 +63,18 @@ class LocalProcesses:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=os.environ.copy(),
+            preexec_fn=die_with_parent(),  # a fleet killed outright takes its edges with it
         )
         assert process.stderr is not None
         try:
             url = await asyncio.wait_for(self._listening_url(process.stderr), START_TIMEOUT_S)
-        except (TimeoutError, EOFError) as err:
+        except BaseException as err:  # cancelled too: never leave a half-started edge behind
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-            await process.wait()
-            raise RuntimeError(f"edge {edge_id} did not start: {err!r}") from None
+            await asyncio.shield(process.wait())
+            if isinstance(err, (TimeoutError, EOFError)):
+                raise RuntimeError(f"edge {edge_id} did not start: {err!r}") from None
+            raise
         handle = EdgeHandle(edge_id, url, process)
         handle._log_task = asyncio.create_task(self._drain(process.stderr))
         return handle

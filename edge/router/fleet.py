@@ -43,6 +43,7 @@ class FleetEdge:
     state: EdgeState
     started: float
     last_ok: float
+    parent: str | None = None  # the edge it fills from
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -210,7 +211,11 @@ class Fleet:
                 for _ in range(count):
                     self._spawn(self._add_edge(observation.hottest_title, reason))
             case ScaleIn(reason=reason):
-                candidates = sorted(self.active(), key=lambda e: (e.load, -e.started))
+                # Drain an edge no other fills from (their caches stay warm), the least loaded one.
+                parents = {e.parent for e in self.edges.values()}
+                candidates = sorted(
+                    self.active(), key=lambda e: (e.handle.url in parents, e.load, -e.started)
+                )
                 if len(candidates) > self.config.scaler.min_edges:
                     self.last_decision = f"scale in: {reason}"
                     self._spawn(self._drain(candidates[0], reason))
@@ -241,7 +246,7 @@ class Fleet:
             self.event("edge failed to start", edge_id, error=str(err))
             return
         now = self.clock()
-        edge = FleetEdge(handle, EdgeState.WARMING if hot_title else EdgeState.ACTIVE, now, now)
+        edge = FleetEdge(handle, EdgeState.WARMING if hot_title else EdgeState.ACTIVE, now, now, parent)
         self.edges[edge_id] = edge
         self.event("edge started", edge_id, url=handle.url, parent=parent, reason=reason)
         if hot_title:

@@ -85,16 +85,17 @@ async def wait_until(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.25)
 
 
-def edge_pids() -> dict[str, int]:
-    """Running edge processes by --id, read from /proc."""
+def edge_pids(fleet_pid: int) -> dict[str, int]:
+    """The fleet's running edge processes (its children) by --id, read from /proc."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 argv = (entry / "cmdline").read_bytes().split(b"\x00")
-            except OSError:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
-            if b"edge" in argv and b"surge.cli" in argv and b"--id" in argv:
+            if parent == fleet_pid and b"edge" in argv and b"surge.cli" in argv and b"--id" in argv:
                 found[argv[argv.index(b"--id") + 1].decode()] = int(entry.name)
     return found
 
@@ -134,7 +135,9 @@ async def test_flash_crowd_scale_out_failover_and_scale_in(tmp_path: Path, make_
 
             async def scaled_out() -> bool:
                 state = await fleet_state(session, fleet)
-                return sum(e["state"] == "active" for e in state["edges"]) >= 3
+                hot_edges = [t["edges"] for t in state["hot_titles"] if t["title"] == hot["id"]]
+                active = sum(e["state"] == "active" for e in state["edges"])
+                return active >= 3 and bool(hot_edges) and len(hot_edges[0]) >= 2
 
             await wait_until(scaled_out, 30, "three active edges")
             scale_out_s = time.monotonic() - started
@@ -155,7 +158,8 @@ async def test_flash_crowd_scale_out_failover_and_scale_in(tmp_path: Path, make_
 
             # kill -9 an active edge under load: out of routing within about 2 s, then replaced.
             victim = next(e["id"] for e in state["edges"] if e["id"] != "edge-1" and e["state"] == "active")
-            os.kill(edge_pids()[victim], signal.SIGKILL)
+            assert fleet_process.process is not None
+            os.kill(edge_pids(fleet_process.process.pid)[victim], signal.SIGKILL)
             killed_at = time.monotonic()
             failures_before = len(crowd.failures)
 
@@ -202,4 +206,6 @@ async def test_flash_crowd_scale_out_failover_and_scale_in(tmp_path: Path, make_
         if fleet_process is not None:
             assert await asyncio.to_thread(fleet_process.stop) == 0
         origin.stop()
-    assert edge_pids() == {}, "edges left behind"
+    assert fleet_process is not None and fleet_process.process is not None
+    # Orphans are re-parented, so look for edges whose parent is gone as well as the fleet's children.
+    assert edge_pids(fleet_process.process.pid) == {} and edge_pids(1) == {}, "edges left behind"

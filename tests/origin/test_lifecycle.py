@@ -86,7 +86,7 @@ async def test_sigterm_stops_packaging_and_requeues_it(tmp_path: Path, make_sour
     assert status_in_db(data, body["id"]) == ("queued", 1)
     assert files_under(data / "staging") == [] and not (data / "titles" / body["id"]).exists()
     events = [e["event"] for e in server.log]
-    assert "packaging interrupted" in events and events[-1] == "stopped"
+    assert "packaging interrupted" in events and "stopped" in events
 
 
 async def test_sigterm_lets_an_in_flight_upload_finish(tmp_path: Path, make_source: MakeSource) -> None:
