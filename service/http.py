@@ -74,6 +74,7 @@ class RequestMetrics:
 
 
 METRICS: web.AppKey[RequestMetrics] = web.AppKey("request_metrics")
+SITE_NAME = web.AppKey("site_name", str)  # which server wrote a log line, when one process runs several
 
 
 def route_name(request: web.BaseRequest) -> str:
@@ -111,6 +112,7 @@ class AccessLog(AbstractAccessLogger):
             bytes=size,
             ms=round(time * 1000, 2),
             peer=request.remote,
+            server=app.get(SITE_NAME) if app is not None else None,
         )
 
 

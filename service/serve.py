@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from service.guard import GuardedTCPSite
-from service.http import IN_FLIGHT, SERVER_INFO, AccessLog
+from service.http import IN_FLIGHT, SERVER_INFO, SITE_NAME, AccessLog
 from service.logs import log
 
 logger = logging.getLogger("surge.serve")
@@ -42,9 +42,10 @@ async def serve(
     on_listening: Callable[[str], None] | None = None,
     access_log: bool = True,
     header_timeout: float = 10.0,
+    name: str = "server",
 ) -> None:
     await serve_all(
-        [Site(app, host, port, on_listening)],
+        [Site(app, host, port, on_listening, name)],
         shutdown_timeout=shutdown_timeout,
         access_log=access_log,
         header_timeout=header_timeout,
@@ -67,6 +68,7 @@ async def serve_all(
     try:
         for site in sites:
             app = site.app if isinstance(site.app, web.Application) else site.app()
+            app[SITE_NAME] = site.name
             apps.append(app)
             runner = web.AppRunner(
                 app,

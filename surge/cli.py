@@ -191,7 +191,12 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
     app = make_app(config)
     run_server(
         serve(
-            app, config.host, config.port, shutdown_timeout=config.shutdown_timeout, on_listening=on_listening
+            app,
+            config.host,
+            config.port,
+            shutdown_timeout=config.shutdown_timeout,
+            on_listening=on_listening,
+            name="origin",
         )
     )
     return 0
@@ -279,6 +284,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
             shutdown_timeout=config.shutdown_timeout,
             access_log=config.access_log,
             header_timeout=config.header_timeout,
+            name="edge",
         )
     )
     return 0

@@ -83,6 +83,7 @@ class Fleet:
         self.memory = ScalerMemory()
         self.last_decision = "starting"
         self._counter = 0
+        self._starting = 0  # edges whose process is starting: not in ``edges`` yet, but on their way
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.Task[None] | None = None
@@ -197,7 +198,7 @@ class Fleet:
             for rates in edge.stats.get("titles", {}).values()
         )
         hottest = max(self.demand, key=lambda t: self.demand[t], default=None)
-        warming = sum(1 for e in self.edges.values() if e.state is EdgeState.WARMING)
+        warming = self._starting + sum(1 for e in self.edges.values() if e.state is EdgeState.WARMING)
         return Observation(len(self.active()), warming, total, average, hottest,
                            self.demand.get(hottest, 0.0) if hottest else 0.0)  # fmt: skip
 
@@ -240,11 +241,14 @@ class Fleet:
         serving = self.edges_for(hot_title) if hot_title else []
         siblings = serving or [e.ref for e in self.active()]
         parent = siblings[0].url if siblings else None
+        self._starting += 1
         try:
             handle = await self.backend.start(edge_id, parent)
         except Exception as err:
             self.event("edge failed to start", edge_id, error=str(err))
             return
+        finally:
+            self._starting -= 1
         now = self.clock()
         edge = FleetEdge(handle, EdgeState.WARMING if hot_title else EdgeState.ACTIVE, now, now, parent)
         self.edges[edge_id] = edge
