@@ -16,6 +16,7 @@ from media.errors import InsufficientStorage, InvalidInput, NotFound, PayloadToo
 from media.ids import new_title_id, validate_title_id
 from media.probe import probe_source
 from origin.auth import check_bearer
+from origin.delivery import PUBLISHED
 from origin.jobs import disk_free, remove_title_files
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
 from origin.store import TitleRecord
@@ -154,6 +155,7 @@ async def delete_title(request: web.Request) -> web.Response:
     if await store.get(title_id) is None:
         raise NotFound(f"no title {title_id!r}")
     await queue.cancel(title_id)
+    request.app[PUBLISHED].forget(title_id)
     await asyncio.to_thread(remove_title_files, request.app[LIBRARY], title_id)
     await store.delete(title_id)
     return web.Response(status=204)

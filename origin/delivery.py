@@ -13,34 +13,68 @@ from aiohttp import web
 
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id
-from media.layout import is_safe_component
+from media.layout import Library, is_safe_component
 from origin.cache_headers import cors_headers, delivery_headers, preflight_headers
 from origin.keys import CONFIG, LIBRARY, STORE
 from origin.store import Status
 
 
-def _published_file(request: web.Request, *components: str) -> Path:
-    title_id = request.match_info["title_id"]
-    if not is_title_id(title_id) or not all(is_safe_component(c) for c in components):
-        raise InvalidInput("invalid path")
-    return request.app[LIBRARY].title_file(title_id, *components)
+class PublishedFiles:
+    """Published files already checked (inside the library, a regular file), with their headers.
+
+    Titles never change once published, so the checks (a path resolution and a stat, off the loop)
+    are done once per file; deleting a title forgets its files.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, ...], tuple[Path, dict[str, str]]] = {}
+
+    async def find(self, request: web.Request, *components: str) -> tuple[Path, dict[str, str]]:
+        key = (request.match_info["title_id"], *components)
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        title_id = key[0]
+        if not is_title_id(title_id) or not all(is_safe_component(c) for c in components):
+            raise InvalidInput("invalid path")
+        config = request.app[CONFIG]
+        headers = delivery_headers(components[-1], config.playlist_max_age)
+        if headers is None:
+            raise NotFound("not found")
+        path = await asyncio.to_thread(_checked, request.app[LIBRARY], title_id, components)
+        if len(self._known) >= self.LIMIT:
+            self._known.clear()
+        self._known[key] = (path, headers | cors_headers(config.cors_origin))
+        return self._known[key]
+
+    def forget(self, title_id: str) -> None:
+        for key in [k for k in self._known if k[0] == title_id]:
+            del self._known[key]
 
 
-async def _serve(request: web.Request, path: Path) -> web.StreamResponse:
-    headers = delivery_headers(path.name, request.app[CONFIG].playlist_max_age)
-    if headers is None or not await asyncio.to_thread(path.is_file):
+def _checked(library: Library, title_id: str, components: tuple[str, ...]) -> Path:
+    path = library.title_file(title_id, *components)
+    if not path.is_file():
         raise NotFound("not found")
-    return web.FileResponse(path, headers=headers | cors_headers(request.app[CONFIG].cors_origin))
+    return path
+
+
+PUBLISHED = web.AppKey("published_files", PublishedFiles)
+
+
+async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
+    path, headers = await request.app[PUBLISHED].find(request, *components)
+    return web.FileResponse(path, headers=headers)
 
 
 async def master(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, _published_file(request, "master.m3u8"))
+    return await _serve(request, "master.m3u8")
 
 
 async def rendition_file(request: web.Request) -> web.StreamResponse:
-    return await _serve(
-        request, _published_file(request, request.match_info["rendition"], request.match_info["file"])
-    )
+    return await _serve(request, request.match_info["rendition"], request.match_info["file"])
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -65,6 +99,7 @@ async def catalog(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[PUBLISHED] = PublishedFiles()
     for path, handler in (
         ("/titles", catalog),
         ("/titles/{title_id}/master.m3u8", master),
