@@ -1,0 +1,133 @@
+"""``surge loadtest``: flags → ``LoadTestConfig`` → a run on uvloop → summary, JSON report, plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loadtest.cmcd import MODES
+from loadtest.config import MAX_PLAYERS, LoadTestConfig
+from loadtest.metrics import Second
+from loadtest.scenario import PROFILES
+from media.errors import InvalidInput
+
+NON_TTY_EVERY = 10  # seconds between progress lines when stderr is not a terminal
+EXIT_INTERRUPTED = 130
+
+
+def add_loadtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``surge loadtest`` on the command line's subparsers."""
+    parser = commands.add_parser(
+        "loadtest",
+        help="simulate HLS players (ABR, buffer, stalls, CMCD) against a master playlist URL",
+        description="Virtual HLS viewers against any master playlist URL; loopback hosts only unless "
+        "--allow-remote. Stops by itself after --duration.",
+    )
+    parser.add_argument("url", help="master playlist URL (the flash crowd's title with --profile flash)")
+    parser.add_argument(
+        "--players", type=int, default=10, help=f"viewers, at most {MAX_PLAYERS} (default 10)"
+    )
+    parser.add_argument("--ramp", type=float, default=0.0, help="seconds from 0 to --players (default 0)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds the run lasts (default 30)")
+    parser.add_argument("--speed", type=float, default=1.0, help="playback speed, e.g. 10 (default 1)")
+    parser.add_argument(
+        "--profile", choices=PROFILES, default="steady", help="arrival profile (default steady)"
+    )
+    parser.add_argument(
+        "--titles",
+        nargs="+",
+        default=[],
+        metavar="URL",
+        help="other master URLs: shared round-robin (steady) or watched by the background viewers (flash)",
+    )
+    parser.add_argument("--background", type=int, help="flash: viewers of --titles (default players // 10)")
+    parser.add_argument("--cmcd", choices=MODES, default="query", help="how CMCD is sent (default query)")
+    parser.add_argument(
+        "--on-end",
+        choices=("replay", "leave"),
+        default="replay",
+        help="a viewer at the end of the title starts again (default) or leaves",
+    )
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per request (default 20)")
+    parser.add_argument("--max-buffer", type=float, default=30.0, help="buffer goal, media s (default 30)")
+    parser.add_argument(
+        "--start-buffer", type=float, default=2.0, help="buffer to start, media s (default 2)"
+    )
+    parser.add_argument(
+        "--start-bandwidth", type=float, default=500_000, help="bit/s assumed before measuring (default 500k)"
+    )
+    parser.add_argument("--fleet", help="surge fleet /fleet URL for the edge count (default: URL's host)")
+    parser.add_argument("--allow-remote", action="store_true", help="allow hosts other than loopback")
+    parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument("--plot", type=Path, help="write a PNG of the time series (needs surge[plot])")
+    parser.add_argument("--quiet", action="store_true", help="no live progress line")
+    parser.set_defaults(handler=cmd_loadtest)
+
+
+def _config(args: argparse.Namespace) -> LoadTestConfig:
+    return LoadTestConfig(
+        url=args.url,
+        players=args.players,
+        ramp=args.ramp,
+        duration=args.duration,
+        speed=args.speed,
+        profile=args.profile,
+        titles=tuple(args.titles),
+        background=args.background,
+        cmcd=args.cmcd,
+        on_end=args.on_end,
+        timeout=args.timeout,
+        connect_timeout=min(5.0, args.timeout),
+        max_buffer=args.max_buffer,
+        start_buffer=args.start_buffer,
+        start_bandwidth=args.start_bandwidth,
+        allow_remote=args.allow_remote,
+        fleet_url=args.fleet,
+    )
+
+
+def _check_writable(path: Path | None, flag: str) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise InvalidInput(f"{flag} {path}: {path.parent} is not a directory")
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from loadtest import report
+    from loadtest.driver import Run, run_loadtest
+    from service.loop import run
+
+    config = _config(args)
+    _check_writable(args.report, "--report")
+    _check_writable(args.plot, "--plot")
+    if args.plot is not None:
+        report.check_plot_available()
+    tty = sys.stderr.isatty()
+
+    def progress(second: Second, state: Run) -> None:
+        if args.quiet:
+            return
+        line = report.progress_line(second, state.recorder.errors)
+        if tty:
+            print(f"\r\x1b[K{line}", end="", file=sys.stderr, flush=True)
+        elif round(second.t) % NON_TTY_EVERY == 0:
+            print(line, file=sys.stderr, flush=True)
+
+    try:
+        result = run(run_loadtest(config, progress))
+    finally:
+        if tty and not args.quiet:
+            print(file=sys.stderr)
+    print(report.summary_text(result))
+    if args.report is not None:
+        report.write_json(result, args.report)
+        print(f"report: {args.report}")
+    if args.plot is not None:
+        report.plot(result, args.plot)
+        print(f"plot: {args.plot}")
+    if result["interrupted"]:
+        print(
+            f"surge: interrupted after {result['wall_s']:.0f} s; the report covers that much", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
+    return 0

@@ -1,0 +1,588 @@
+"""Carries out the players' decisions over HTTP: one aiohttp session shared by every virtual viewer.
+
+The per-request path is kept small: URLs are resolved once per playlist text (``loadtest.playlists``
+caches them), bodies are counted chunk by chunk and dropped, the clock is the loop's, and timers are the
+players' own waits (one per segment, not a tick per player).
+
+Shape of a run: a launcher starts viewers at their arrival times; each viewer runs sessions back to back
+(``on_end="replay"``) until the end of the run, when every viewer is cancelled and its session is closed
+at that instant; a ticker closes each second of the time series and reports progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from loadtest import cmcd
+from loadtest.config import LoadTestConfig
+from loadtest.hosts import HostGuard, RemoteRefused
+from loadtest.metrics import Recorder, Second, ViewerStats, second_of
+from loadtest.player import (
+    AUDIO,
+    VIDEO,
+    Finish,
+    Load,
+    LoadInit,
+    LoadPlaylist,
+    Phase,
+    PlayerConfig,
+    PlayerCore,
+    SessionResult,
+    Wait,
+)
+from loadtest.playlists import Master, Media, Rendition, read_master, read_media
+from loadtest.report import build_report
+from loadtest.scenario import Arrival
+from loadtest.steering import (
+    DEFAULT_TTL,
+    InvalidSteering,
+    choose_pathway,
+    parse_manifest,
+    steering_request_url,
+)
+from media.errors import InvalidPlaylist
+
+USER_AGENT = "surge-loadtest/0.1"
+REDIRECTS = frozenset((301, 302, 303, 307, 308))
+MAX_REDIRECTS = 10
+MIN_WAIT = 0.001  # never spin: a wait is at least this long
+FAILED_SESSION_PAUSE = 1.0  # wall seconds before a viewer whose session failed tries again
+
+
+class FetchFailed(Exception):
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    url: str  # after redirects
+    nbytes: int
+    seconds: float
+    text: str | None = None
+
+
+def _error_kind(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "connect"
+    if isinstance(
+        error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
+    ):
+        return "disconnected"
+    return "client_error"
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What one GET (and its redirects) has produced so far; kept when it fails half-way."""
+
+    url: str
+    start: float
+    status: int = 0
+    ttfb: float | None = None
+    nbytes: int = 0
+    body: bytes = b""
+    x_cache: str | None = None
+    served_by: str | None = None
+
+
+class Fetcher:
+    """GETs with timing, manual redirects (each hop checked by the host guard) and recording."""
+
+    def __init__(self, session: aiohttp.ClientSession, recorder: Recorder, guard: HostGuard) -> None:
+        self.session = session
+        self.recorder = recorder
+        self.guard = guard
+        self.clock = asyncio.get_running_loop().time  # the players' clock, the one timers run on
+
+    async def get(
+        self, url: str, object_type: str, headers: dict[str, str] | None = None, *, text: bool = False
+    ) -> Fetched:
+        """The body's size (and text, for playlists); raises ``FetchFailed`` after recording a failure."""
+        exchange = _Exchange(url, time.perf_counter())  # perf_counter: uvloop's clock counts whole ms
+        error: str | None
+        try:
+            await self._exchange(exchange, headers, text)
+            error = f"http_{exchange.status}" if exchange.status >= 400 else None
+        except RemoteRefused:
+            error = "refused_remote"
+        except FetchFailed as failure:
+            error = failure.kind
+        except (aiohttp.ClientError, TimeoutError, OSError) as failure:
+            error = _error_kind(failure)
+        seconds = time.perf_counter() - exchange.start
+        self.recorder.record(
+            object_type,
+            latency=seconds,
+            ttfb=exchange.ttfb,
+            nbytes=exchange.nbytes,
+            error=error,
+            x_cache=exchange.x_cache,
+            served_by=exchange.served_by,
+        )
+        if error is not None:
+            raise FetchFailed(error)
+        body = exchange.body.decode("utf-8", "replace") if text else None
+        return Fetched(exchange.url, exchange.nbytes, seconds, body)
+
+    async def _exchange(self, exchange: _Exchange, headers: dict[str, str] | None, text: bool) -> None:
+        for _ in range(MAX_REDIRECTS + 1):
+            # Every URL here is already encoded (made by yarl, or by cmcd.with_query): skip requoting.
+            target = URL(exchange.url, encoded=True)
+            async with self.session.get(target, headers=headers, allow_redirects=False) as response:
+                exchange.ttfb = time.perf_counter() - exchange.start
+                exchange.status = response.status
+                location = response.headers.get("Location")
+                if exchange.status in REDIRECTS and location:
+                    exchange.url = str(response.url.join(URL(location)))
+                    await self.guard.check(exchange.url)
+                    continue
+                exchange.x_cache = response.headers.get("X-Cache")
+                exchange.served_by = response.headers.get("X-Served-By")
+                if text or exchange.status >= 400:  # read error bodies too: the connection stays reusable
+                    exchange.body = await response.read()
+                    exchange.nbytes = len(exchange.body)
+                else:
+                    async for chunk in response.content.iter_any():
+                        exchange.nbytes += len(chunk)
+                return
+        raise FetchFailed("too_many_redirects")
+
+
+@dataclass
+class _Steering:
+    uri: str
+    pathway: str
+    due: float
+    ttl: float = DEFAULT_TTL
+
+
+@dataclass
+class _Title:
+    """Per-title viewer numbers, and the ladder labels the first session saw."""
+
+    stats: ViewerStats = field(default_factory=ViewerStats)
+    background: bool = False
+
+
+_OBJECT_TYPE = {VIDEO: "v", AUDIO: "a"}
+_FAILURES = (FetchFailed, InvalidPlaylist, RemoteRefused)
+
+
+class Session:
+    """One viewer's one playback session: master, steering, then the core's actions until it finishes."""
+
+    def __init__(self, run: Run, url: str, sid: str) -> None:
+        self.run = run
+        self.url = str(URL(url))  # encoded once, as the fetcher expects
+        self.fetcher = run.fetcher
+        self.config = run.player_config
+        self.cmcd_mode = run.config.cmcd
+        self.cmcd = cmcd.Session(sid=sid, speed=self.config.speed)
+        self.media: dict[tuple[str, int], Media] = {}
+        self.core: PlayerCore | None = None
+        self.ladder: tuple[Rendition, ...] = ()
+        self.master: Master | None = None
+        self.steering: _Steering | None = None
+
+    def _cmcd(self, url: str, keys: dict[str, cmcd.Value]) -> tuple[str, dict[str, str] | None]:
+        if self.cmcd_mode == "query":
+            return cmcd.with_query(url, keys), None
+        if self.cmcd_mode == "headers":
+            return url, cmcd.headers(keys)
+        return url, None
+
+    async def play(self, started: float) -> SessionResult:
+        """Runs until the title ends or the session fails; cancelled at the end of the run."""
+        if not await self._open():
+            return _empty_session(failed=True)
+        clock = self.fetcher.clock
+        core = self.core = PlayerCore(
+            [r.bitrate for r in self.ladder],
+            has_audio=self.ladder[0].audio_url is not None,
+            started_at=started,
+            config=self.config,
+        )
+        self.run.cores.add(core)
+        while True:
+            now = clock()
+            if self.steering is not None and now >= self.steering.due:
+                await self._switch_pathway(await self._steer(self.steering.pathway))
+                now = clock()
+            action = core.next_action(now)
+            if isinstance(action, Finish):
+                return core.finish(now)
+            if isinstance(action, Wait):
+                until = action.until if self.steering is None else min(action.until, self.steering.due)
+                await asyncio.sleep(max(until - now, MIN_WAIT))
+                continue
+            try:
+                await self._load(core, action)
+            except _FAILURES as failure:
+                self._note(failure, "playlist")
+                core.on_failure(clock(), action)
+
+    def _note(self, failure: Exception, object_type: str) -> None:
+        """Count a failure that is not an HTTP one (those are counted by the fetcher)."""
+        if isinstance(failure, RemoteRefused):
+            self.run.recorder.mark_error(object_type, "refused_remote")
+        elif isinstance(failure, InvalidSteering):
+            self.run.recorder.mark_error(object_type, "invalid_steering")
+        elif isinstance(failure, InvalidPlaylist):
+            self.run.recorder.mark_error(object_type, "invalid_playlist")
+
+    async def _open(self) -> bool:
+        """The master and, with Content Steering, the first manifest: sets the ladder to play."""
+        url, headers = self._cmcd(self.url, cmcd.request_keys(self.cmcd, object_type="m", startup=True))
+        try:
+            fetched = await self.fetcher.get(url, "manifest", headers, text=True)
+            assert fetched.text is not None
+            self.master = read_master(fetched.text, fetched.url)
+            await self.fetcher.guard.check_hosts(self.master.hosts)
+        except _FAILURES as failure:
+            self._note(failure, "manifest")
+            return False
+        pathway = self.master.first_pathway
+        if self.master.steering is not None:
+            self.steering = _Steering(self.master.steering.server_uri, pathway, due=self.fetcher.clock())
+            pathway = await self._steer(pathway)
+        self.ladder = self.master.ladder(pathway)
+        return True
+
+    async def _load(self, core: PlayerCore, action: Load) -> None:
+        rendition = self.ladder[action.rung]
+        if isinstance(action, LoadPlaylist):
+            source = rendition.url if action.track == VIDEO else rendition.audio_url
+            assert source is not None
+            url, headers = self._cmcd(
+                source, cmcd.request_keys(self.cmcd, object_type="m", startup=core.starting)
+            )
+            fetched = await self.fetcher.get(url, "playlist", headers, text=True)
+            assert fetched.text is not None
+            media = read_media(fetched.text, fetched.url)
+            await self.fetcher.guard.check_hosts(media.hosts)
+            self.media[action.track, action.rung] = media
+            core.on_playlist(self.fetcher.clock(), action.track, action.rung, media.timeline)
+            return
+        media = self.media[action.track, action.rung]
+        if isinstance(action, LoadInit):
+            assert media.init_url is not None
+            url, headers = self._cmcd(
+                media.init_url, cmcd.request_keys(self.cmcd, object_type="i", startup=core.starting)
+            )
+            await self.fetcher.get(url, "init", headers)
+            core.on_init(self.fetcher.clock(), action.track, action.rung)
+            return
+        index = action.index
+        video = action.track == VIDEO
+        keys = cmcd.request_keys(
+            self.cmcd,
+            object_type=_OBJECT_TYPE[action.track],
+            buffer_ms=core.buffer * 1000,
+            duration_ms=media.timeline.durations[index] * 1000,
+            bitrate_bps=rendition.bitrate if video else None,
+            top_bitrate_bps=self.ladder[-1].bitrate if video else None,
+            throughput_bps=core.throughput,
+            next_object=media.next_refs[index],
+            startup=core.starting,
+            starved=core.take_starved(),
+        )
+        url, headers = self._cmcd(media.urls[index], keys)
+        byte_range = media.ranges[index]
+        if byte_range is not None:
+            headers = (headers or {}) | {"Range": byte_range}
+        fetched = await self.fetcher.get(url, action.track, headers)
+        core.on_segment(
+            self.fetcher.clock(), action.track, action.rung, index, fetched.nbytes, fetched.seconds
+        )
+
+    async def _steer(self, pathway: str) -> str:
+        """Fetch the steering manifest; returns the pathway to use. Failures keep the current one."""
+        steering = self.steering
+        assert steering is not None and self.master is not None
+        clock = self.fetcher.clock
+        throughput = self.core.throughput if self.core is not None else None
+        try:
+            fetched = await self.fetcher.get(
+                steering_request_url(steering.uri, steering.pathway, throughput), "steering", text=True
+            )
+            assert fetched.text is not None
+            manifest = parse_manifest(fetched.text)
+        except _FAILURES as failure:
+            self._note(failure, "steering")
+            steering.due = clock() + steering.ttl
+            return pathway
+        steering.ttl = manifest.ttl
+        steering.due = clock() + manifest.ttl
+        if manifest.clones:
+            cloned = self.master.with_clones(manifest.clones)
+            try:
+                await self.fetcher.guard.check_hosts(cloned.hosts)
+                self.master = cloned
+            except RemoteRefused:
+                self.run.recorder.mark_error("steering", "refused_remote")
+        if manifest.reload_uri:
+            reload_uri = str(URL(fetched.url).join(URL(manifest.reload_uri)))
+            with contextlib.suppress(RemoteRefused):
+                await self.fetcher.guard.check(reload_uri)
+                steering.uri = reload_uri
+        chosen = choose_pathway(manifest.priority, self.master.pathways, pathway)
+        steering.pathway = chosen
+        return chosen
+
+    async def _switch_pathway(self, pathway: str) -> None:
+        assert self.master is not None and self.core is not None
+        ladder = self.master.ladder(pathway)
+        if ladder == self.ladder or len(ladder) != len(self.ladder):
+            return
+        self.ladder = ladder
+        self.media.clear()
+        self.core.forget_sources()
+
+
+def _empty_session(*, failed: bool) -> SessionResult:
+    """A session that ended before it knew its ladder: the master failed, or the run ended first."""
+    return SessionResult(
+        started=False,
+        startup=None,
+        stalls=0,
+        stall_time=0.0,
+        played=(),
+        switches_up=0,
+        switches_down=0,
+        ended=False,
+        failed=failed,
+        errors=int(failed),
+    )
+
+
+Progress = Callable[[Second, "Run"], None]
+
+
+class Run:
+    def __init__(self, config: LoadTestConfig, on_second: Progress | None = None) -> None:
+        self.config = config
+        self.player_config: PlayerConfig = config.player()
+        self.on_second = on_second
+        self.recorder = Recorder()
+        self.overall = ViewerStats()
+        self.titles: dict[str, _Title] = {}
+        self.series: list[Second] = []
+        self.cores: set[PlayerCore] = set()
+        self.active = 0
+        self.finished_stalls = 0
+        self.edges: int | None = None
+        self.started_at = 0.0
+        self.stop_at = 0.0
+        self.interrupted = False
+        self.fetcher: Fetcher
+
+    # --- viewers --------------------------------------------------------------------------------
+
+    async def _viewer(self, arrival: Arrival) -> None:
+        clock = self.fetcher.clock
+        while clock() < self.stop_at:
+            session = Session(self, arrival.url, uuid.uuid4().hex)
+            result = await self._session(session, arrival)
+            if self.config.on_end == "leave":
+                return
+            if result.failed:
+                await asyncio.sleep(FAILED_SESSION_PAUSE)
+
+    async def _session(self, session: Session, arrival: Arrival) -> SessionResult:
+        clock = self.fetcher.clock
+        self.active += 1
+        result: SessionResult | None = None
+        try:
+            result = await session.play(clock())
+            return result
+        finally:
+            self.active -= 1
+            core = session.core
+            if core is not None:
+                self.cores.discard(core)
+            if result is None:  # cancelled at the end of the run: close the session at this instant
+                result = core.finish(clock()) if core is not None else _empty_session(failed=False)
+            self._count(arrival, session, result)
+
+    def _count(self, arrival: Arrival, session: Session, result: SessionResult) -> None:
+        labels = [r.label for r in session.ladder]
+        bitrates = [r.bitrate for r in session.ladder]
+        title = self.titles.setdefault(arrival.url, _Title(background=arrival.background))
+        title.stats.add(result, bitrates, labels, self.player_config.speed)
+        self.overall.add(result, bitrates, labels, self.player_config.speed)
+        self.finished_stalls += result.stalls
+
+    # --- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        guard = HostGuard(self.config.allow_remote)
+        for url in (self.config.url, *self.config.titles):
+            await guard.check(url)
+        connections = _raise_open_files(self.config.total_players + 64)
+        connector = aiohttp.TCPConnector(
+            limit=connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
+        )
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=self.config.connect_timeout)
+        loop = asyncio.get_running_loop()
+        cpu_start, wall_clock = time.process_time(), time.time()
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,
+            read_bufsize=2**18,
+        ) as http:
+            self.fetcher = Fetcher(http, self.recorder, guard)
+            self.started_at = loop.time()
+            self.stop_at = self.started_at + self.config.duration
+            background = [asyncio.create_task(self._ticker(cpu_start))]
+            if await self._fleet_available(http):
+                background.append(asyncio.create_task(self._poll_fleet(http)))
+            viewers: set[asyncio.Task[None]] = set()
+            try:
+                await self._drive(viewers)
+            finally:
+                for task in (*viewers, *background):
+                    task.cancel()
+                await asyncio.wait([*viewers, *background], timeout=self.config.grace)
+            wall = loop.time() - self.started_at
+        cpu = time.process_time() - cpu_start
+        return build_report(self, wall=wall, cpu_seconds=cpu, started=wall_clock)
+
+    async def _drive(self, viewers: set[asyncio.Task[None]]) -> None:
+        """Launch the viewers and wait for the end of the run; Ctrl-C ends it early, with a report."""
+        loop = asyncio.get_running_loop()
+        drive = asyncio.create_task(self._launch_and_wait(viewers))
+
+        def interrupt() -> None:
+            self.interrupted = True
+            self.stop_at = loop.time()
+            drive.cancel()
+
+        handled = False
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            loop.add_signal_handler(signal.SIGINT, interrupt)
+            handled = True
+        try:
+            await drive
+        except asyncio.CancelledError:
+            if not self.interrupted:
+                raise
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    async def _launch_and_wait(self, viewers: set[asyncio.Task[None]]) -> None:
+        await self._launch(viewers)
+        if viewers:  # every viewer may leave before the end (on_end="leave")
+            loop = asyncio.get_running_loop()
+            await asyncio.wait(set(viewers), timeout=max(0.0, self.stop_at - loop.time()))
+
+    async def _launch(self, viewers: set[asyncio.Task[None]]) -> None:
+        clock = self.fetcher.clock
+        for arrival in self.config.arrivals():
+            at = self.started_at + arrival.at
+            if at >= self.stop_at:
+                break
+            if at > clock():
+                await asyncio.sleep(at - clock())
+            task = asyncio.create_task(self._viewer(arrival))
+            viewers.add(task)
+            task.add_done_callback(viewers.discard)
+
+    def stalled_now(self, now: float) -> int:
+        return sum(1 for core in self.cores if core.phase_at(now) is Phase.STALLED)
+
+    async def _ticker(self, cpu_start: float) -> None:
+        clock = self.fetcher.clock
+        due = self.started_at + 1.0
+        last_cpu, last_wall, last_wait = cpu_start, self.started_at, _cpu_wait()
+        last_stalls = 0
+        while True:
+            await asyncio.sleep(max(0.0, due - clock()))
+            now = clock()
+            cpu, wait = time.process_time(), _cpu_wait()
+            elapsed = max(now - last_wall, 1e-6)
+            stalls = self.finished_stalls + sum(core.stalls for core in self.cores)
+            row = second_of(
+                now - self.started_at,
+                self.recorder.close_window(),
+                active=self.active,
+                stalled=self.stalled_now(now),
+                rebuffers=max(0, stalls - last_stalls),
+                cpu=(cpu - last_cpu) / elapsed,
+                cpu_wait=None if wait is None or last_wait is None else (wait - last_wait) / elapsed,
+                loop_lag=max(0.0, now - due),
+                edges=self.edges,
+            )
+            self.series.append(row)
+            last_cpu, last_wall, last_wait, last_stalls = cpu, now, wait, stalls
+            if self.on_second is not None:
+                self.on_second(row, self)
+            due += 1.0
+            if due < now:  # a loop so late it missed whole seconds: skip them rather than burst
+                due = now + 1.0
+
+    async def _fleet_available(self, http: aiohttp.ClientSession) -> bool:
+        self.edges = await self._fleet_edges(http)
+        return self.edges is not None
+
+    async def _poll_fleet(self, http: aiohttp.ClientSession) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.edges = await self._fleet_edges(http)
+
+    async def _fleet_edges(self, http: aiohttp.ClientSession) -> int | None:
+        """Edge count from a surge fleet's ``/fleet``; None when the target is not a fleet."""
+        try:
+            await self.fetcher.guard.check(self.config.fleet)
+            async with http.get(self.config.fleet, timeout=aiohttp.ClientTimeout(total=1.0)) as response:
+                if response.status != 200:
+                    return None
+                document = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, RemoteRefused):
+            return None
+        edges = document.get("edges") if isinstance(document, dict) else None
+        if isinstance(edges, list):
+            return len(edges)
+        return edges if isinstance(edges, int) and not isinstance(edges, bool) else None
+
+
+def _cpu_wait() -> float | None:
+    """Seconds this thread (the event loop's) has been runnable but waiting for a CPU; Linux only."""
+    try:
+        with open("/proc/thread-self/schedstat") as schedstat:  # noqa: PTH123 - procfs, never blocks
+            return int(schedstat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _raise_open_files(wanted: int) -> int:
+    """Raise the soft open-files limit toward ``wanted`` + headroom; returns the connection cap."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted + 256 if hard == resource.RLIM_INFINITY else min(wanted + 256, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return max(16, min(wanted, soft - 128))
+
+
+async def run_loadtest(config: LoadTestConfig, on_second: Progress | None = None) -> dict[str, Any]:
+    return await Run(config, on_second).run()

@@ -1,0 +1,287 @@
+"""``surge loadtest`` as a user runs it, against a real ``surge origin``; the report against its schema."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from loadtest import report
+from surge.cli import main
+from tests.conftest import MakeSource
+from tests.origin.conftest import OriginProcess, upload, wait_for_status
+
+ROOT = Path(__file__).resolve().parents[2]
+NUMBER = (int, float)
+MAYBE_NUMBER = (int, float, type(None))
+
+
+class ListOf:
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+
+class MapOf:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+PERCENTILES = {
+    "p50": MAYBE_NUMBER,
+    "p95": MAYBE_NUMBER,
+    "p99": MAYBE_NUMBER,
+    "max": MAYBE_NUMBER,
+    "mean": MAYBE_NUMBER,
+}
+VIEWERS = {
+    "sessions": int,
+    "sessions_started": int,
+    "sessions_ended": int,
+    "sessions_failed": int,
+    "sessions_with_rebuffer": int,
+    "startup_s": {"p50": MAYBE_NUMBER, "p95": MAYBE_NUMBER, "max": MAYBE_NUMBER, "count": int},
+    "rebuffers": int,
+    "rebuffer_s": NUMBER,
+    "rebuffer_ratio": NUMBER,
+    "played_s": NUMBER,
+    "avg_bitrate_bps": (int, type(None)),
+    "switches": int,
+    "switches_up": int,
+    "switches_down": int,
+    "top_rendition_share": MAYBE_NUMBER,
+    "renditions": ListOf({"label": str, "bitrate": int, "played_s": NUMBER, "share": MAYBE_NUMBER}),
+}
+TRAFFIC = {"requests": int, "bytes": int}
+SCHEMA = {
+    "schema": str,
+    "started_at": str,
+    "wall_s": NUMBER,
+    "interrupted": bool,
+    "config": {
+        "url": str,
+        "titles": ListOf(str),
+        "profile": str,
+        "players": int,
+        "background": int,
+        "ramp_s": NUMBER,
+        "duration_s": NUMBER,
+        "speed": NUMBER,
+        "cmcd": str,
+        "on_end": str,
+        "max_buffer_s": NUMBER,
+        "start_buffer_s": NUMBER,
+        "start_bandwidth_bps": NUMBER,
+        "timeout_s": NUMBER,
+    },
+    "generator": {
+        "cpu_s": NUMBER,
+        "cpu_mean": NUMBER,
+        "cpu_max": NUMBER,
+        "saturated_s": int,
+        "saturated": bool,
+        "cpu_wait_mean": MAYBE_NUMBER,
+        "starved_s": int,
+        "starved": bool,
+        "loop_lag_max_ms": NUMBER,
+        "max_rss_mib": NUMBER,
+    },
+    "viewers": VIEWERS | {"peak_active": int},
+    "titles": MapOf(VIEWERS | {"background": bool}),
+    "requests": {
+        "total": int,
+        "bytes": int,
+        "errors": int,
+        "throughput_bps": int,
+        "requests_per_s": NUMBER,
+        "errors_by_kind": MapOf(int),
+        "by_type": MapOf(
+            {"requests": int, "bytes": int, "errors": int, "latency_ms": PERCENTILES, "ttfb_ms": PERCENTILES}
+        ),
+        "x_cache": MapOf(TRAFFIC),
+        "served_by": MapOf(TRAFFIC),
+    },
+    "series": ListOf(
+        {
+            "t": NUMBER,
+            "active": int,
+            "stalled": int,
+            "rebuffers": int,
+            "requests": int,
+            "bytes": int,
+            "errors": int,
+            "p99_ms": MAYBE_NUMBER,
+            "cpu": NUMBER,
+            "cpu_wait": MAYBE_NUMBER,
+            "saturated": bool,
+            "starved": bool,
+            "loop_lag_ms": NUMBER,
+            "edges": (int, type(None)),
+        }
+    ),
+}
+
+
+def check(value: Any, spec: Any, where: str = "report") -> None:
+    if isinstance(spec, dict):
+        assert isinstance(value, dict), where
+        assert set(value) == set(spec), f"{where}: {sorted(set(value) ^ set(spec))}"
+        for key, item in spec.items():
+            check(value[key], item, f"{where}.{key}")
+    elif isinstance(spec, ListOf):
+        assert isinstance(value, list), where
+        for i, item in enumerate(value):
+            check(item, spec.item, f"{where}[{i}]")
+    elif isinstance(spec, MapOf):
+        assert isinstance(value, dict) and all(isinstance(k, str) for k in value), where
+        for key, item in value.items():
+            check(item, spec.value, f"{where}[{key!r}]")
+    else:
+        assert isinstance(value, spec) and not (isinstance(value, bool) and spec in (int, NUMBER)), where
+
+
+def keys_of(spec: Any) -> set[str]:
+    if isinstance(spec, dict):
+        return set(spec) | {k for item in spec.values() for k in keys_of(item)}
+    if isinstance(spec, ListOf | MapOf):
+        return keys_of(spec.item if isinstance(spec, ListOf) else spec.value)
+    return set()
+
+
+@pytest.fixture(scope="module")
+def origin_master(tmp_path_factory: pytest.TempPathFactory, make_source: MakeSource) -> Iterator[str]:
+    """A real origin with one title uploaded through it: 8 s of 640x360, renditions 234p, 360p + audio."""
+    origin = OriginProcess(tmp_path_factory.mktemp("origin") / "data", "--preset", "ultrafast").start()
+
+    async def publish() -> str:
+        async with aiohttp.ClientSession() as session:
+            source = make_source("with-audio.mp4", width=640, height=360, duration=8)
+            _, body, _ = await upload(session, origin.url, source)
+            await wait_for_status(session, origin.url, body["id"], {"ready"})
+            return f"{origin.url}/titles/{body['id']}/master.m3u8"
+
+    try:
+        yield asyncio.run(publish())
+    finally:
+        origin.stop()
+
+
+def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
+    origin_master: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    options = ["--players", "3", "--ramp", "0.5", "--duration", "3", "--speed", "8", "--report", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "surge.cli", "loadtest", origin_master, *options, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(
+        f"surge loadtest: 3 players (steady, ramp 0.5 s, 3 s at 8x) against {origin_master}"
+    )
+    assert f"report: {out}" in done.stdout and "GENERATOR" not in done.stdout
+    result = json.loads(out.read_text())
+    check(result, SCHEMA)
+    assert result["schema"] == "surge-loadtest/1"
+    viewers, requests = result["viewers"], result["requests"]
+    assert viewers["sessions"] >= 3 and viewers["sessions_started"] >= 3 and viewers["sessions_failed"] == 0
+    assert viewers["sessions_ended"] >= 3  # 8 s of title is 1 s at 8x
+    assert {r["label"] for r in viewers["renditions"]} == {"234p", "360p"}
+    assert requests["errors"] == 0 and set(requests["by_type"]) == {
+        "manifest",
+        "playlist",
+        "init",
+        "video",
+        "audio",
+    }
+    assert requests["x_cache"] == {"-": {"requests": requests["total"], "bytes": requests["bytes"]}}
+    assert 2 <= len(result["series"]) <= 4 and result["series"][0]["edges"] is None
+    assert list(result["titles"]) == [origin_master]
+
+
+def test_ctrl_c_ends_the_run_early_with_a_report(origin_master: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    argv = [sys.executable, "-m", "surge.cli", "loadtest", origin_master, "--duration", "60", "--speed", "8"]
+    process = subprocess.Popen(
+        [*argv, "--report", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    time.sleep(2.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("surge: interrupted after 2 s")
+    assert "surge loadtest: 10 players" in stdout
+    result = json.loads(out.read_text())
+    check(result, SCHEMA)
+    assert result["interrupted"] is True and 1.5 < result["wall_s"] < 5
+    assert result["viewers"]["sessions_started"] >= 10
+
+
+def test_every_report_key_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### `surge loadtest") : readme.index("## Layout of the code")]
+    missing = sorted(key for key in keys_of(SCHEMA) if f"`{key}`" not in section)
+    assert not missing, f"undocumented report keys: {missing}"
+
+
+def test_remote_hosts_are_refused_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["loadtest", "http://192.0.2.7/m.m3u8", "--players", "1", "--duration", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("surge: error: refusing to load-test 192.0.2.7")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--players", "20001"], "at most 20000 players"),
+        (["--duration", "0"], "--duration"),
+        (["--report", "/no/such/dir/r.json"], "is not a directory"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["loadtest", "http://127.0.0.1:9/m.m3u8", *args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+
+
+def test_plot_without_matplotlib_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(report.importlib.util, "find_spec", lambda name: None)
+    assert main(["loadtest", "http://127.0.0.1:9/m.m3u8", "--plot", str(tmp_path / "p.png")]) == 1
+    assert (
+        capsys.readouterr().err.strip() == "surge: error: --plot needs matplotlib: pip install 'surge[plot]'"
+    )
+
+
+def test_plot_draws_the_series(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    series = [
+        {
+            "t": t,
+            "active": t,
+            "stalled": 0,
+            "requests": 10,
+            "errors": 0,
+            "p99_ms": 1.0,
+            "cpu": 0.5,
+            "edges": 1,
+        }
+        for t in range(1, 4)
+    ]
+    path = tmp_path / "plot.png"
+    report.plot({"series": series, "config": {"url": "http://127.0.0.1/m.m3u8"}}, path)
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,203 @@
+"""The player core, scripted from both ends: the test plays the network and the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from loadtest.player import (
+    AUDIO,
+    VIDEO,
+    Finish,
+    Load,
+    LoadInit,
+    LoadPlaylist,
+    LoadSegment,
+    Phase,
+    PlayerConfig,
+    PlayerCore,
+    SessionResult,
+    Wait,
+)
+from loadtest.playlists import Timeline
+
+TWO_SECONDS = Timeline.of((2.0,) * 5, has_init=True)  # a 10 s title
+LADDER = (300_000, 600_000)
+# Network: (action, now) -> seconds it takes, or None for a failure.
+Network = Callable[[Load, float], float | None]
+
+
+def fast(_action: Load, _now: float) -> float:
+    return 0.01
+
+
+def play(
+    core: PlayerCore, network: Network, until: float = 1000.0, log: list[object] | None = None
+) -> SessionResult:
+    """Carry out the core's actions with ``network`` on a fake clock, from its start to ``until``."""
+    now = core.started_at
+    while now < until:
+        action = core.next_action(now)
+        if log is not None:
+            log.append(action)
+        if isinstance(action, Finish):
+            break
+        if isinstance(action, Wait):
+            assert action.until > now, "a wait must move time forward"
+            now = min(action.until, until)
+            continue
+        took = network(action, now)
+        if took is None:
+            now += 0.01
+            core.on_failure(now, action)
+            continue
+        now += took
+        if isinstance(action, LoadPlaylist):
+            core.on_playlist(now, action.track, action.rung, TWO_SECONDS)
+        elif isinstance(action, LoadInit):
+            core.on_init(now, action.track, action.rung)
+        else:
+            core.on_segment(now, action.track, action.rung, action.index, 100_000, took)
+    return core.finish(min(now, until))
+
+
+def new_core(speed: float = 1.0, audio: bool = True, **config: object) -> PlayerCore:
+    return PlayerCore(
+        LADDER,
+        has_audio=audio,
+        started_at=100.0,
+        config=PlayerConfig(speed=speed, **config),  # type: ignore[arg-type]
+    )
+
+
+def test_first_actions_load_playlists_then_init_then_segments() -> None:
+    core = new_core()
+    log: list[object] = []
+    play(core, fast, until=100.07, log=log)
+    assert log[:6] == [
+        LoadPlaylist(VIDEO, 0),  # 500 kbit/s assumed: 600k needs 857k
+        LoadPlaylist(AUDIO, 0),
+        LoadInit(VIDEO, 0),
+        LoadSegment(VIDEO, 0, 0),
+        LoadInit(AUDIO, 0),
+        LoadSegment(AUDIO, 0, 0),
+    ]
+
+
+def test_a_fast_network_starts_after_the_start_buffer_and_plays_to_the_end_in_real_time() -> None:
+    result = play(new_core(), fast)
+    # Playlists (2), video init and segment, audio init and segment: 6 fetches of 10 ms.
+    assert result.startup == pytest.approx(0.06)
+    assert (result.stalls, result.ended, result.failed) == (0, True, False)
+    assert result.played_total == pytest.approx(10.0)
+
+
+def test_speed_plays_faster_and_startup_is_wall_time() -> None:
+    core = new_core(speed=4.0, audio=False)
+    result = play(core, fast)
+    assert result.startup == pytest.approx(0.03)
+    assert result.ended and result.played_total == pytest.approx(10.0)
+    assert core.phase_at(100.03 + 2.5 - 0.01) is Phase.ENDED  # 10 s of media in 2.5 s
+
+
+def test_a_late_segment_stalls_for_exactly_the_missing_time() -> None:
+    def late_third(action: Load, _now: float) -> float:
+        return 5.0 if isinstance(action, LoadSegment) and action.index == 2 else 0.0
+
+    core = new_core(audio=False)
+    result = play(core, late_third)
+    # Start at 100 (all instant), segments 0-1 buffered = 4 s; segment 2 arrives at 105: stalled 104-105.
+    assert result.startup == 0.0
+    assert result.stalls == 1
+    assert result.stall_time == pytest.approx(1.0)
+    assert result.ended and result.played_total == pytest.approx(10.0)
+
+
+def test_phase_at_sees_a_stall_before_the_next_event() -> None:
+    core = new_core(audio=False)
+    play(core, fast, until=100.1)
+    assert core.phase is Phase.PLAYING
+    assert core.phase_at(100.1 + 5) is Phase.PLAYING
+    # Wait actions stop at the buffer goal (30 s > title): the title is buffered, so playback just ends.
+    assert core.phase_at(100.1 + 11) is Phase.ENDED
+
+
+def test_fetch_ahead_stops_at_the_buffer_goal() -> None:
+    core = PlayerCore(
+        LADDER, has_audio=False, started_at=0.0, config=PlayerConfig(max_buffer=4.0, start_buffer=2.0)
+    )
+    now, fetched, buffers = 0.0, [], []
+    while now < 5.0:
+        action = core.next_action(now)
+        if isinstance(action, Wait):
+            now = action.until
+        elif isinstance(action, LoadPlaylist):
+            core.on_playlist(now, action.track, action.rung, TWO_SECONDS)
+        elif isinstance(action, LoadInit):
+            core.on_init(now, action.track, action.rung)
+        elif isinstance(action, LoadSegment):
+            buffers.append(core.buffer)
+            fetched.append((round(now, 3), action.index))
+            core.on_segment(now, action.track, action.rung, action.index, 100_000, 0.0)
+    # Two segments at once (4 s buffered), then one each time the buffer falls below 4 s: every 2 s.
+    assert fetched == [(0.0, 0), (0.0, 1), (0.002, 2), (2.002, 3), (4.002, 4)]
+    assert max(buffers) < 4.0
+
+
+def test_a_failing_rendition_is_avoided_and_repeated_failures_end_the_session() -> None:
+    def top_fails(action: Load, _now: float) -> float | None:
+        return None if action.rung == 1 and isinstance(action, LoadSegment) else 0.01
+
+    core = new_core(audio=False, start_bandwidth=10_000_000)  # believes the network is fast: starts at 1
+    log: list[object] = []
+    result = play(core, top_fails, log=log)
+    assert log[2:6] == [
+        LoadSegment(VIDEO, 1, 0),
+        LoadPlaylist(VIDEO, 0),  # moved off it at once
+        LoadInit(VIDEO, 0),
+        LoadSegment(VIDEO, 0, 0),
+    ]
+    assert result.errors == 1 and result.ended and result.played[1] == 0.0
+
+    def everything_fails(_action: Load, _now: float) -> None:
+        return None
+
+    result = play(new_core(audio=False, max_errors=3), everything_fails)
+    assert result.failed and not result.started and result.errors == 4
+
+
+def test_audio_failures_back_off_exponentially() -> None:
+    core = new_core()
+    core.on_failure(100.0, LoadPlaylist(AUDIO, 0))
+    assert core.next_action(100.0) == Wait(101.0)
+    core.on_failure(101.0, LoadPlaylist(AUDIO, 0))
+    assert core.next_action(101.0) == Wait(103.0)
+
+
+def test_switches_and_time_per_rung_count_what_is_played() -> None:
+    core = new_core(audio=False)
+    for track, rung in ((VIDEO, 0), (VIDEO, 1)):
+        core.on_playlist(100.0, track, rung, TWO_SECONDS)
+    for index, rung in enumerate((0, 1, 1, 0, 0)):
+        core.on_segment(100.0, VIDEO, rung, index, 1000, 0.1)
+    result = core.finish(105.0)  # started at 100: 5 s of 10 played
+    assert result.played == pytest.approx((2.0, 3.0))
+    assert (result.switches_up, result.switches_down) == (1, 0)
+    assert core.finish(200.0).switches_down == 1
+
+
+def test_forgetting_sources_reloads_playlists_but_keeps_the_buffer() -> None:
+    core = new_core(audio=False)
+    play(core, fast, until=100.1)
+    buffered = core.buffered_end
+    core.forget_sources()
+    assert core.next_action(100.1) == LoadPlaylist(VIDEO, 1)
+    assert core.video.end == buffered
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError):
+        PlayerConfig(speed=0)
+    with pytest.raises(ValueError):
+        PlayerConfig(start_buffer=40.0, max_buffer=30.0)

@@ -1,0 +1,231 @@
+"""Whole runs against real HLS servers on 127.0.0.1, each built so that the right report is known."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from aiohttp import web
+
+from loadtest.config import LoadTestConfig
+from loadtest.driver import run_loadtest
+from loadtest.hosts import RemoteRefused
+from media.hls import parse_master
+from tests.loadtest.conftest import TITLE, Library, MediaServer
+
+Serve = Callable[..., Awaitable[MediaServer]]
+SPEED = 8.0  # the 20 s title plays in 2.5 s
+
+
+async def run(url: str, **options: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"speed": SPEED, "duration": 6.0, "on_end": "leave"} | options
+    return await run_loadtest(LoadTestConfig(url, **settings))
+
+
+def cmcd_of(seen_query: dict[str, str]) -> dict[str, str]:
+    pairs = (item.partition("=") for item in seen_query["CMCD"].split(","))
+    return {key: value for key, _, value in pairs}
+
+
+def rendition(report: dict[str, Any], label: str) -> dict[str, Any]:
+    return next(r for r in report["viewers"]["renditions"] if r["label"] == label)
+
+
+async def test_healthy_server_plays_everything_and_sends_cmcd(serve: Serve, library: Library) -> None:
+    bitrates = {
+        str(round(v.average_bandwidth / 1000))
+        for v in parse_master((library.title / "master.m3u8").read_text()).variants
+        if v.average_bandwidth
+    }
+    server = await serve()
+    report = await run(server.master, players=2, duration=4.0, on_end="replay")
+    viewers, requests = report["viewers"], report["requests"]
+    assert viewers["sessions_started"] == viewers["sessions"] >= 3  # 4 s at 8x: one title and more each
+    assert viewers["sessions_ended"] >= 2 and viewers["sessions_failed"] == 0
+    assert viewers["rebuffers"] == 0 and requests["errors"] == 0 and requests["errors_by_kind"] == {}
+    assert 0 < viewers["startup_s"]["p50"] < 0.5
+    assert set(requests["by_type"]) == {"manifest", "playlist", "init", "video", "audio"}
+    # Every path's first request was a MISS at the server, the rest HITs; all from one edge.
+    paths = {s.path for s in server.seen} - {"/fleet"}  # the probe for a surge fleet is not player traffic
+    assert requests["x_cache"]["MISS"]["requests"] == len(paths)
+    assert requests["x_cache"]["HIT"]["requests"] == requests["total"] - len(paths)
+    assert requests["served_by"] == {"edge-test": {"requests": requests["total"], "bytes": requests["bytes"]}}
+    assert 3 <= len(report["series"]) <= 5 and max(s["active"] for s in report["series"]) == 2
+
+    video = [s for s in server.segments() if s.path.split("/")[-2] in ("234p", "360p")]
+    sessions = {cmcd_of(s.query)["sid"] for s in video}
+    assert len(sessions) == viewers["sessions"]
+    for seen in video:
+        keys = cmcd_of(seen.query)
+        index = int(seen.path[-9:-4])
+        assert keys["ot"] == "v" and keys["sf"] == "h" and keys["st"] == "v" and keys["pr"] == "8"
+        assert keys["d"] == "2000" and keys["br"] in bitrates
+        assert keys.get("nor", "") == (f'"seg_{index + 1:05d}.m4s"' if index < 9 else "")
+
+
+async def test_a_stalled_segment_shows_as_one_rebuffer(serve: Serve) -> None:
+    stalled: list[str] = []
+
+    async def stall_fifth_video_segment(_request: web.Request, path: str) -> None:
+        if path.endswith("p/seg_00004.m4s") and not stalled:
+            stalled.append(path)
+            await asyncio.sleep(2.0)  # 8 s of media buffered last 1 s at 8x: about 1 s without picture
+
+    server = await serve(misbehave=stall_fifth_video_segment)
+    report = await run(server.master, players=1)
+    viewers = report["viewers"]
+    assert stalled and viewers["sessions"] == 1 and viewers["sessions_ended"] == 1
+    assert viewers["rebuffers"] == 1 and viewers["sessions_with_rebuffer"] == 1
+    assert 0.7 < viewers["rebuffer_s"] < 1.3
+    played_wall = viewers["played_s"] / SPEED
+    assert viewers["played_s"] == pytest.approx(20.0, abs=0.1)
+    assert viewers["rebuffer_ratio"] == pytest.approx(
+        viewers["rebuffer_s"] / (viewers["rebuffer_s"] + played_wall), abs=1e-3
+    )
+    assert sum(s["rebuffers"] for s in report["series"]) == 1
+    assert max(s["stalled"] for s in report["series"]) <= 1
+    assert report["requests"]["by_type"]["video"]["latency_ms"]["max"] > 2000
+
+
+async def test_a_failing_rendition_is_counted_and_left(serve: Serve) -> None:
+    async def refuse_360p_segments(_request: web.Request, path: str) -> web.Response | None:
+        return web.Response(status=503, text="busy") if path.startswith(f"titles/{TITLE}/360p/seg_") else None
+
+    server = await serve(misbehave=refuse_360p_segments)
+    # The player believes the network is fast, starts on 360p, meets the 503 and moves to 234p for good.
+    report = await run(server.master, players=1, start_bandwidth=5_000_000, cmcd="headers")
+    viewers, requests = report["viewers"], report["requests"]
+    assert requests["errors_by_kind"] == {"http_503": 1}
+    assert requests["by_type"]["video"]["errors"] == 1 and requests["errors"] == 1
+    assert viewers["sessions_ended"] == 1 and viewers["sessions_failed"] == 0 and viewers["rebuffers"] == 0
+    assert rendition(report, "360p")["played_s"] == 0 and viewers["top_rendition_share"] == 0
+    assert rendition(report, "234p")["played_s"] == pytest.approx(20.0, abs=0.1)
+    assert sum(s["errors"] for s in report["series"]) == 1
+    # CMCD in headers this time, none in the query.
+    segment = server.segments()[0]
+    assert "CMCD" not in segment.query
+    assert 'nor="seg_00001.m4s"' in segment.headers["CMCD-Request"]
+    assert "sid=" in segment.headers["CMCD-Session"] and "ot=v" in segment.headers["CMCD-Object"]
+
+
+async def test_a_slow_server_makes_players_switch_down(serve: Serve, library: Library) -> None:
+    rate = 400_000  # bytes/s: 234p needs about 290 kB/s at 8x, 360p about 520 kB/s
+
+    async def throttle(request: web.Request, path: str) -> web.StreamResponse | None:
+        if not path.endswith(".m4s"):
+            return None
+        body = (library.root / path).read_bytes()
+        response = web.StreamResponse(headers={"Content-Type": "video/iso.segment"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        for start in range(0, len(body), 16_384):
+            await response.write(body[start : start + 16_384])
+            await asyncio.sleep(16_384 / rate)
+        await response.write_eof()
+        return response
+
+    server = await serve(misbehave=throttle)
+    report = await run(server.master, players=1, start_bandwidth=5_000_000)
+    viewers = report["viewers"]
+    assert viewers["sessions_ended"] == 1 and report["requests"]["errors"] == 0
+    assert viewers["switches_down"] >= 1
+    assert rendition(report, "360p")["played_s"] > 0  # it started there
+    assert rendition(report, "234p")["share"] > 0.7  # and spent the rest below
+    assert viewers["avg_bitrate_bps"] < 400_000
+
+
+async def test_content_steering_picks_and_changes_the_pathway(serve: Serve, library: Library) -> None:
+    packaged = parse_master((library.title / "master.m3u8").read_text())
+    audio = packaged.audio[0].uri
+    lines = ["#EXTM3U", "#EXT-X-VERSION:4", '#EXT-X-CONTENT-STEERING:SERVER-URI="/steer",PATHWAY-ID="a"']
+    for pathway in ("a", "b"):
+        base = f"/{pathway}/titles/{TITLE}"
+        group = f'GROUP-ID="audio-{pathway}"'
+        lines.append(f'#EXT-X-MEDIA:TYPE=AUDIO,{group},NAME="Main",DEFAULT=YES,URI="{base}/{audio}"')
+        for v in packaged.variants:
+            lines.append(
+                f"#EXT-X-STREAM-INF:BANDWIDTH={v.bandwidth},AVERAGE-BANDWIDTH={v.average_bandwidth},"
+                f'AUDIO="audio-{pathway}",PATHWAY-ID="{pathway}"'
+            )
+            lines.append(f"{base}/{v.uri}")
+    manifests = {
+        "/steer": {"VERSION": 1, "TTL": 1, "RELOAD-URI": "/steer2", "PATHWAY-PRIORITY": ["b", "a"]},
+        "/steer2": {"VERSION": 1, "TTL": 1, "PATHWAY-PRIORITY": ["a", "b"]},
+    }
+    documents = {"/steered.m3u8": ("application/vnd.apple.mpegurl", "\n".join(lines) + "\n")}
+    documents |= {path: ("application/json", json.dumps(body)) for path, body in manifests.items()}
+    server = await serve(pathways=("a", "b"), documents=documents)
+    # A 4 s buffer goal keeps the player fetching all along (5 s at 4x), so the switch at 1 s shows.
+    report = await run(f"{server.url}/steered.m3u8", players=1, duration=2.5, speed=4.0, max_buffer=4.0)
+
+    steering = [s for s in server.seen if s.path in manifests]
+    assert [s.path for s in steering[:2]] == ["/steer", "/steer2"]
+    assert steering[0].query == {"_HLS_pathway": "a"}  # before any segment: no throughput yet
+    assert steering[1].query["_HLS_pathway"] == "b" and int(steering[1].query["_HLS_throughput"]) > 0
+    order = [s.prefix for s in server.segments()]
+    assert order[0] == "b" and "a" in order  # steered to b first, then back to a
+    assert order.index("a") > max(i for i, p in enumerate(order) if p == "b")
+    assert report["requests"]["errors"] == 0 and report["requests"]["by_type"]["steering"]["requests"] >= 2
+    assert report["viewers"]["rebuffers"] == 0
+
+
+async def test_flash_profile_reports_the_crowd_and_the_background(serve: Serve) -> None:
+    server = await serve(pathways=("other",))
+    other = f"{server.url}/other/titles/{TITLE}/master.m3u8"
+    report = await run(
+        server.master, profile="flash", players=4, ramp=1.0, titles=(other,), background=2, duration=4.0
+    )
+    titles = report["titles"]
+    assert titles[other]["background"] is True and titles[other]["sessions"] == 2
+    assert titles[server.master]["background"] is False and titles[server.master]["sessions"] == 4
+    masters = [s.prefix for s in server.seen if s.path.endswith("master.m3u8")]
+    assert masters[:2] == ["other", "other"] and masters[2:] == [""] * 4
+    assert report["viewers"]["sessions"] == 6 and report["config"]["background"] == 2
+    # The first background viewer has left (2.5 s) by the time the last of the crowd arrives (2.75 s).
+    assert 5 <= max(s["active"] for s in report["series"]) <= 6
+
+
+async def test_the_run_stops_by_itself_and_closes_sessions_in_flight(serve: Serve) -> None:
+    async def hang(_request: web.Request, path: str) -> None:
+        if path.endswith(".m4s"):
+            await asyncio.sleep(30)
+
+    server = await serve(misbehave=hang)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    report = await run(server.master, players=3, duration=1.5, timeout=20.0)
+    assert loop.time() - started < 1.5 + 2.0
+    viewers = report["viewers"]
+    assert viewers["sessions"] == 3 and viewers["sessions_started"] == 0  # never got a segment
+    assert report["wall_s"] < 2.5
+
+
+async def test_redirects_are_followed_but_not_to_other_hosts(serve: Serve) -> None:
+    async def redirect(_request: web.Request, path: str) -> None:
+        if path == "go":
+            raise web.HTTPFound(f"/titles/{TITLE}/master.m3u8")
+        if path == "away":
+            raise web.HTTPFound("http://192.0.2.1/master.m3u8")
+
+    server = await serve(misbehave=redirect)
+    followed = await run(f"{server.url}/go", players=1, duration=2.0)
+    assert followed["viewers"]["sessions_started"] == 1 and followed["requests"]["errors"] == 0
+    assert followed["requests"]["by_type"]["manifest"]["requests"] == 1  # one request, two hops
+    assert [s.path for s in server.seen[:3]] == ["/fleet", "/go", f"/titles/{TITLE}/master.m3u8"]
+
+    refused = await run(f"{server.url}/away", players=1, duration=2.0)
+    assert refused["requests"]["errors_by_kind"] == {"refused_remote": 1}
+    assert refused["viewers"]["sessions_failed"] == 1 and refused["viewers"]["sessions_started"] == 0
+
+
+async def test_refuses_remote_hosts() -> None:
+    with pytest.raises(RemoteRefused, match="--allow-remote"):
+        await run("http://192.0.2.1/master.m3u8", players=1, duration=1.0)
+
+
+def test_cmcd_of_reads_the_query_argument() -> None:
+    assert cmcd_of({"CMCD": unquote('nor="a",ot=v')}) == {"nor": '"a"', "ot": "v"}
