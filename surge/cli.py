@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from tqdm import tqdm
 
 from loadtest.cli import add_loadtest_parser
@@ -16,11 +16,15 @@ from media.errors import AlreadyExists, SurgeError
 from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.title import TitleInfo
-from origin.config import OriginConfig
 from service.loop import run, run_server
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from origin.config import OriginConfig
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
