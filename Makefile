@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := origin/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
-.PHONY: setup system demo test lint bench-transcode clean
+.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest clean
 
 setup: system $(STAMP) $(VENDOR_STAMP)
 
@@ -40,6 +40,18 @@ test: lint
 
 bench-transcode: setup
 	$(BIN)/python bench/transcode/run.py
+
+bench-origin: setup
+	$(BIN)/python bench/origin/run.py
+
+bench-edge: setup
+	$(BIN)/python bench/edge/run.py
+
+bench-flashcrowd: setup
+	$(BIN)/python bench/flashcrowd/run.py
+
+bench-loadtest: setup
+	$(BIN)/python bench/loadtest/run.py
 
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) .pytest_cache .ruff_cache .mypy_cache *.egg-info

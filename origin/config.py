@@ -24,6 +24,7 @@ class OriginConfig:
     cors_origin: str = "*"  # Access-Control-Allow-Origin on delivery; "" turns CORS off
     playlist_max_age: int = 2  # seconds; segments are immutable
     shutdown_timeout: float = 30.0
+    delivery_memory: int = 256 * MiB  # published files kept in memory for delivery
     package: PackageConfig = field(default_factory=PackageConfig)
 
     def __post_init__(self) -> None:

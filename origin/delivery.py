@@ -1,12 +1,16 @@
 """Public delivery of published titles: catalog, playlists, init and media segments.
 
-aiohttp's FileResponse does the HTTP work (strong ETag, Last-Modified, 304, 412, Range 206/416, HEAD,
-sendfile off the loop, and the precompressed ``.gz`` playlist when the client accepts gzip).
+Small published files are answered from memory; aiohttp's FileResponse does the rest of the HTTP work
+(strong ETag, Last-Modified, 304, 412, Range 206/416, HEAD, and the precompressed ``.gz`` playlist when
+the client accepts gzip).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from dataclasses import dataclass, replace
+from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
@@ -19,19 +23,40 @@ from origin.keys import CONFIG, LIBRARY, STORE
 from origin.store import Status
 
 
+@dataclass(frozen=True)
+class Representation:
+    body: bytes
+    etag: str  # the same validator FileResponse computes, so conditional requests agree
+    last_modified: str
+
+
+@dataclass(frozen=True)
+class Published:
+    path: Path
+    headers: dict[str, str]
+    plain: Representation | None  # in memory when small enough
+    gzipped: Representation | None
+
+
 class PublishedFiles:
-    """Published files already checked (inside the library, a regular file), with their headers.
+    """Published files already checked (inside the library, a regular file), with their headers, and
+    the small ones kept in memory.
 
     Titles never change once published, so the checks (a path resolution and a stat, off the loop)
-    are done once per file; deleting a title forgets its files.
+    are done once per file, and plain GET/HEAD answers come from memory in one write: under uvloop,
+    FileResponse cannot use sendfile and copies through the thread pool instead. Conditional and
+    Range requests still go to FileResponse. Deleting a title forgets its files.
     """
 
     LIMIT = 100_000
+    MAX_FILE = 4 * 1024 * 1024
 
-    def __init__(self) -> None:
-        self._known: dict[tuple[str, ...], tuple[Path, dict[str, str]]] = {}
+    def __init__(self, memory_budget: int) -> None:
+        self.memory_budget = memory_budget
+        self.memory_used = 0
+        self._known: dict[tuple[str, ...], Published] = {}
 
-    async def find(self, request: web.Request, *components: str) -> tuple[Path, dict[str, str]]:
+    async def find(self, request: web.Request, *components: str) -> Published:
         key = (request.match_info["title_id"], *components)
         known = self._known.get(key)
         if known is not None:
@@ -43,30 +68,62 @@ class PublishedFiles:
         headers = delivery_headers(components[-1], config.playlist_max_age)
         if headers is None:
             raise NotFound("not found")
-        path = await asyncio.to_thread(_checked, request.app[LIBRARY], title_id, components)
+        room = self.memory_budget - self.memory_used
+        published = await asyncio.to_thread(_load, request.app[LIBRARY], title_id, components, room)
+        published = replace(published, headers=headers | cors_headers(config.cors_origin))
         if len(self._known) >= self.LIMIT:
             self._known.clear()
-        self._known[key] = (path, headers | cors_headers(config.cors_origin))
-        return self._known[key]
+            self.memory_used = 0
+        self.memory_used += sum(len(r.body) for r in (published.plain, published.gzipped) if r is not None)
+        self._known[key] = published
+        return published
 
     def forget(self, title_id: str) -> None:
         for key in [k for k in self._known if k[0] == title_id]:
-            del self._known[key]
+            gone = self._known.pop(key)
+            self.memory_used -= sum(len(r.body) for r in (gone.plain, gone.gzipped) if r is not None)
 
 
-def _checked(library: Library, title_id: str, components: tuple[str, ...]) -> Path:
+def _representation(path: Path, room: int) -> Representation | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    if stat.st_size > min(PublishedFiles.MAX_FILE, room):
+        return None
+    return Representation(
+        body=path.read_bytes(),
+        etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+        last_modified=formatdate(math.ceil(stat.st_mtime), usegmt=True),  # as aiohttp rounds it
+    )
+
+
+def _load(library: Library, title_id: str, components: tuple[str, ...], room: int) -> Published:
     path = library.title_file(title_id, *components)
     if not path.is_file():
         raise NotFound("not found")
-    return path
+    plain = _representation(path, room)
+    gzipped = None
+    if path.suffix == ".m3u8" and plain is not None:
+        gzipped = _representation(path.with_name(path.name + ".gz"), room - len(plain.body))
+    return Published(path, {}, plain, gzipped)
 
 
 PUBLISHED = web.AppKey("published_files", PublishedFiles)
+# Requests FileResponse answers better: conditional (304/412) and partial (206/416).
+_FILE_RESPONSE_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
 
 
 async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
-    path, headers = await request.app[PUBLISHED].find(request, *components)
-    return web.FileResponse(path, headers=headers)
+    published = await request.app[PUBLISHED].find(request, *components)
+    if published.plain is None or any(h in request.headers for h in _FILE_RESPONSE_HEADERS):
+        return web.FileResponse(published.path, headers=published.headers)
+    chosen, headers = published.plain, dict(published.headers)
+    if published.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", "").lower():
+        chosen = published.gzipped
+        headers["Content-Encoding"] = "gzip"
+    headers.update({"ETag": chosen.etag, "Last-Modified": chosen.last_modified, "Accept-Ranges": "bytes"})
+    return web.Response(body=chosen.body, headers=headers)
 
 
 async def master(request: web.Request) -> web.StreamResponse:
@@ -99,7 +156,7 @@ async def catalog(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[PUBLISHED] = PublishedFiles()
+    app[PUBLISHED] = PublishedFiles(app[CONFIG].delivery_memory)
     for path, handler in (
         ("/titles", catalog),
         ("/titles/{title_id}/master.m3u8", master),
