@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+# Light imports only: ``surge`` builds every subparser, also for ``surge transcode``.
 from loadtest.cmcd import MODES
-from loadtest.config import MAX_PLAYERS, LoadTestConfig
-from loadtest.metrics import Second
-from loadtest.scenario import PROFILES
+from loadtest.scenario import MAX_PLAYERS, PROFILES
 from media.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from loadtest.config import LoadTestConfig
+    from loadtest.driver import Run
+    from loadtest.metrics import Second
 
 NON_TTY_EVERY = 10  # seconds between progress lines when stderr is not a terminal
 EXIT_INTERRUPTED = 130
@@ -66,6 +71,8 @@ def add_loadtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _config(args: argparse.Namespace) -> LoadTestConfig:
+    from loadtest.config import LoadTestConfig
+
     return LoadTestConfig(
         url=args.url,
         players=args.players,
@@ -94,7 +101,7 @@ def _check_writable(path: Path | None, flag: str) -> None:
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from loadtest import report
-    from loadtest.driver import Run, run_loadtest
+    from loadtest.driver import run_loadtest
     from service.loop import run
 
     config = _config(args)

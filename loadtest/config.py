@@ -9,10 +9,9 @@ from yarl import URL
 
 from loadtest.cmcd import MODES, Mode
 from loadtest.player import PlayerConfig
-from loadtest.scenario import PROFILES, Arrival, Profile, schedule
+from loadtest.scenario import MAX_PLAYERS, PROFILES, Arrival, Profile, schedule
 from media.errors import InvalidInput
 
-MAX_PLAYERS = 20_000  # players + background viewers
 MAX_DURATION = 24 * 3600.0
 OnEnd = Literal["replay", "leave"]
 

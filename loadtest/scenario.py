@@ -12,6 +12,7 @@ from typing import Literal
 Profile = Literal["steady", "flash"]
 PROFILES: tuple[Profile, ...] = ("steady", "flash")
 BACKGROUND_RAMP = 2.0  # seconds over which the flash profile's background viewers arrive, before the crowd
+MAX_PLAYERS = 20_000  # players + background viewers in one run
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.config import MAX_PLAYERS, LoadTestConfig
+from loadtest.config import LoadTestConfig
 from loadtest.hosts import HostGuard, RemoteRefused, literal_is_loopback
+from loadtest.scenario import MAX_PLAYERS
 from media.errors import InvalidInput
 
 URL = "http://127.0.0.1:8080/titles/x/master.m3u8"
