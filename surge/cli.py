@@ -201,6 +201,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
             shutdown_timeout=config.shutdown_timeout,
             on_listening=on_listening,
             name="origin",
+            access_log=not args.no_access_log,
         )
     )
     return 0
@@ -394,6 +395,7 @@ def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="veryfast", choices=X264_PRESETS, help="x264 preset for packaging"
     )
+    parser.add_argument("--no-access-log", action="store_true", help="no log line per request (metrics stay)")
 
 
 def build_parser() -> argparse.ArgumentParser:

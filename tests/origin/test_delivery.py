@@ -239,3 +239,14 @@ def test_nothing_outside_titles_is_served(published: Published, tmp_path: Path) 
         assert status in (400, 404) and b"error" in body
     finally:
         (title / "leak").unlink()
+
+
+def test_no_access_log_keeps_metrics(tmp_path: Path) -> None:
+    quiet = OriginProcess(tmp_path / "data", "--no-access-log").start()
+    try:
+        assert asyncio.run(fetch(f"{quiet.url}/healthz"))[0] == 200
+        _, _, body = asyncio.run(fetch(f"{quiet.url}/metrics"))
+        assert 'surge_origin_requests_total{method="GET",route="/healthz",status="200"} 1.0' in body.decode()
+    finally:
+        quiet.stop()
+    assert not [e for e in quiet.log if e.get("event") == "request"]
