@@ -62,11 +62,20 @@ class RequestMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, size: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.bytes.labels(route).inc(size)
-        self.latency.labels(route).observe(seconds)
+        # labels() takes a lock and builds a key on every call: look each child up once.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.bytes.labels(route),
+                        self.latency.labels(route))  # fmt: skip
+            self._children[key] = children
+        requests, sent, latency = children
+        requests.inc()
+        sent.inc(size)
+        latency.observe(seconds)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
