@@ -33,3 +33,17 @@ def make_source(tmp_path_factory: pytest.TempPathFactory) -> MakeSource:
         return made[name]
 
     return make
+
+
+def ffmpeg_pids_under(directory: Path) -> list[int]:
+    """PIDs of running ffmpeg processes whose command line mentions ``directory``, read from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("ffmpeg") and str(directory) in cmdline:
+                pids.append(int(entry.name))
+    return pids

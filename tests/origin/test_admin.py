@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import MakeSource
+from tests.conftest import MakeSource, ffmpeg_pids_under
 from tests.origin.conftest import AUTH, OriginProcess, files_under, upload, wait_for_status
 
 
@@ -240,19 +240,6 @@ async def test_unknown_and_invalid_ids(origin: OriginProcess) -> None:
             assert response.status == 400 and "invalid title id" in (await response.json())["error"]
 
 
-def _ffmpeg_pids_under(directory: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if cmdline.startswith("ffmpeg") and str(directory) in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 async def test_delete_during_packaging_stops_ffmpeg_and_removes_everything(
     tmp_path: Path, make_source: MakeSource
 ) -> None:
@@ -263,17 +250,17 @@ async def test_delete_during_packaging_stops_ffmpeg_and_removes_everything(
             _, body, _ = await upload(session, server.url, source)
             await wait_for_status(session, server.url, body["id"], {"packaging"})
             for _ in range(100):
-                if _ffmpeg_pids_under(server.data):
+                if ffmpeg_pids_under(server.data):
                     break
                 await asyncio.sleep(0.05)
-            assert _ffmpeg_pids_under(server.data)
+            assert ffmpeg_pids_under(server.data)
             async with session.delete(f"{server.url}/admin/titles/{body['id']}", headers=AUTH) as response:
                 assert response.status == 204
             async with session.get(f"{server.url}/admin/titles/{body['id']}", headers=AUTH) as response:
                 assert response.status == 404
             async with session.get(f"{server.url}/titles/{body['id']}/master.m3u8") as response:
                 assert response.status == 404
-        assert _ffmpeg_pids_under(server.data) == []
+        assert ffmpeg_pids_under(server.data) == []
         for directory in ("titles", "sources", "staging", "uploads"):
             assert files_under(server.data / directory) == [], directory
     finally:

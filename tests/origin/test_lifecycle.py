@@ -10,21 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import MakeSource
+from tests.conftest import MakeSource, ffmpeg_pids_under
 from tests.origin.conftest import AUTH, OriginProcess, files_under, upload, wait_for_status
-
-
-def ffmpeg_pids_under(directory: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if cmdline.startswith("ffmpeg") and str(directory) in cmdline:
-                pids.append(int(entry.name))
-    return pids
 
 
 async def wait_for_ffmpeg(directory: Path, present: bool, timeout: float = 20) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from media.errors import AlreadyExists, DamagedMedia, UnsupportedMedia
 from media.ladder import Rung
-from tests.conftest import MakeSource
+from tests.conftest import MakeSource, ffmpeg_pids_under
 from tests.transcoder.checks import check_title
 from transcoder.package import package_title
 from transcoder.plan import PackageConfig
@@ -144,20 +144,6 @@ def test_truncated_faststart_mp4_is_caught_after_decoding(make_source: MakeSourc
     assert leftovers(tmp_path) == []
 
 
-def _ffmpeg_processes_writing_to(directory: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if cmdline.startswith("ffmpeg") and str(directory) in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_cancel_stops_ffmpeg_and_removes_staging(make_source: MakeSource, tmp_path: Path) -> None:
     source = make_source("long.mp4", width=640, height=360, duration=20)
     out = tmp_path / "title"
@@ -168,7 +154,7 @@ def test_cancel_stops_ffmpeg_and_removes_staging(make_source: MakeSource, tmp_pa
             package_title(source, out, PackageConfig(preset="veryslow"), on_progress=lambda _f: started.set())
         )
         await asyncio.wait_for(started.wait(), 60)
-        assert _ffmpeg_processes_writing_to(tmp_path)
+        assert ffmpeg_pids_under(tmp_path)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -176,7 +162,7 @@ def test_cancel_stops_ffmpeg_and_removes_staging(make_source: MakeSource, tmp_pa
     asyncio.run(cancel_midway())
     assert not out.exists()
     assert leftovers(tmp_path) == []
-    assert _ffmpeg_processes_writing_to(tmp_path) == []
+    assert ffmpeg_pids_under(tmp_path) == []
 
 
 def test_staging_root_is_used_and_cleaned(make_source: MakeSource, tmp_path: Path) -> None:
