@@ -43,6 +43,9 @@ from service.logs import log
 logger = logging.getLogger("surge.edge")
 Clock = Callable[[], float]
 READ_CHUNK = 256 * 1024
+# From this size a body is written apart from the headers: on Python < 3.12.9 aiohttp joins headers and
+# body into one new buffer (its SKIP_WRITELINES), a copy of the whole segment per hit.
+SEPARATE_BODY_AT = 64 * 1024
 
 
 def title_of(path: str) -> str:
@@ -124,7 +127,8 @@ class Edge:
             return None
         obj = CachedObject(key, entry.status, entry.headers, body, entry.freshness)
         if obj.size <= self.memory.capacity * self.config.max_object_share:
-            self.memory.put(obj)  # promote: the next hit is served from memory
+            # Promote a copy: the next hit is served from memory, whatever happens to the file.
+            self.memory.put(CachedObject(key, entry.status, entry.headers, bytes(body), entry.freshness))
         return obj
 
     def store(self, obj: CachedObject) -> None:
@@ -257,12 +261,27 @@ class Edge:
         if obj is not None:
             reuse = decide(obj.freshness, now)
             if reuse is Reuse.FRESH:
-                return self._served(request, path, obj, "HIT", now)
+                return await self._send(request, self._served(request, path, obj, "HIT", now), obj.body)
             if reuse is Reuse.STALE_WHILE_REVALIDATE:
                 self.flights.join(path, self._fill_runner(path, obj))
                 return self._served(request, path, obj, "STALE", now)
             return await self._revalidate(request, path, obj)
         return await self._miss(request, path)
+
+    @staticmethod
+    async def _send(
+        request: web.Request, response: web.Response, body: bytes | memoryview
+    ) -> web.StreamResponse:
+        """A large whole body goes to the transport as it is, after the headers, instead of joined to them."""
+        if response.status != 200 or len(body) < SEPARATE_BODY_AT or "Content-Range" in response.headers:
+            return response
+        stream = web.StreamResponse(status=response.status, headers=response.headers)
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        if request.method != "HEAD":
+            await stream.write(body)
+        await stream.write_eof()
+        return stream
 
     def _served(
         self, request: web.Request, path: str, obj: CachedObject, cache: str, now: float
