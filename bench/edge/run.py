@@ -20,7 +20,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+from common import free_port, sh, write_doc
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Edge: surge edge vs Varnish"
 TITLE, SEGMENT_BYTES, SEGMENTS = "bench-title", 1_500_000, 10
 PLAYLIST, SEGMENT = f"/titles/{TITLE}/1080p/index.m3u8", f"/titles/{TITLE}/1080p/seg_00000.m4s"
@@ -122,19 +123,6 @@ def serve_origin(data: Path, port: int, rate: float) -> None:
     app.router.add_get("/counts", report)
     app.router.add_get("/titles/{tail:.+}", files)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-def sh(argv: list[str], timeout: float) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {shlex.join(argv)}\n{done.stderr[-2000:]}")
-    return done.stdout + done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[dict[str, str], bytes]:
@@ -348,17 +336,6 @@ def report(args: argparse.Namespace, targets: list[Target], res: dict[tuple[str,
     ])  # fmt: skip
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.is_file() else "# Benchmarks\n\n"  # re-read now: others edit it too
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
-    DOC.write_text(text)
-
-
 def make_data(data: Path) -> None:
     rendition = data / SEGMENT.lstrip("/").rsplit("/", 1)[0]
     rendition.mkdir(parents=True)
@@ -476,7 +453,7 @@ def main() -> None:
         section = report(args, targets, res, runs, note, profiles, command)
         print(section)
         if not args.no_doc:
-            write_doc(section)
+            write_doc(SECTION, section)
     finally:
         for proc in procs.values():
             stop(proc)

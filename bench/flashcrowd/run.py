@@ -44,6 +44,9 @@ from media.hls import parse_master, parse_media  # noqa: E402
 from service.loop import run  # noqa: E402
 from transcoder.sample import make_sample  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+from common import write_doc  # noqa: E402
+
 SURGE = ROOT / ".venv" / "bin" / "surge"
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "bench" / "results" / "flashcrowd"
@@ -651,17 +654,6 @@ def fmt_s(value: float | None) -> str:
     return "–" if value is None else f"{value:+.2f}"
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.is_file() else "# Benchmarks\n\n"  # re-read now: others edit it too
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
@@ -715,7 +707,7 @@ def main() -> None:
     section = report(args, summaries, command, pinned)
     print(section)
     if not args.no_doc:
-        write_doc(section)
+        write_doc(SECTION, section)
         print(f"written: {DOC.relative_to(ROOT)}")
 
 

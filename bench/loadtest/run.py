@@ -18,7 +18,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,11 @@ from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+from common import free_port, write_doc
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
-DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "bench" / "results" / "loadtest"
 SECTION = "## Load tester: players per core"
 TITLE = "bench-loadtest"
@@ -77,12 +78,6 @@ def make_title(data: Path, seconds: int, size: str) -> None:
     src.unlink()
     for path in [out, *out.rglob("*")]:  # published dirs are 0700; nginx's worker is not root
         path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_nginx(tmp: Path, data: Path, cpu: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -197,18 +192,6 @@ def facts() -> str:
     )
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.is_file() else "# Benchmarks\n\n"  # re-read now: others edit it too
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--players", default="2000,4000", help="player counts, comma-separated")
@@ -285,7 +268,7 @@ server.
 """
         print(section)
         if not args.no_doc:
-            write_doc(section)
+            write_doc(SECTION, section)
     finally:
         if nginx is not None:
             stop(nginx)

@@ -17,7 +17,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+from common import free_port, sh, write_doc
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Origin: surge origin vs nginx"
 TITLE, LADDER = "bench-title", "1920x1080@2000k"  # 6 s segments of about 1.5 MB
 UNLOGGED = "surge, no request log"
@@ -95,13 +96,6 @@ class Sample:
     idle: float  # fraction of the machine idle in the second before the run
 
 
-def sh(argv: list[str], timeout: float) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {shlex.join(argv)}\n{done.stderr[-2000:]}")
-    return done.stdout + done.stderr
-
-
 def ensure_tools() -> None:
     if not (shutil.which("nginx") and shutil.which("wrk")):
         print("installing nginx-light and wrk", file=sys.stderr)
@@ -125,12 +119,6 @@ def make_title(data: Path) -> Path:
     for path in [out, *out.rglob("*")]:  # published dirs are 0700; nginx's worker is not root
         path.chmod(0o755 if path.is_dir() else 0o644)
     return max(out.glob("*p/seg_*.m4s"), key=lambda p: p.stat().st_size).relative_to(titles)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(argv: list[str], log: Path, probe: str) -> subprocess.Popen[bytes]:
@@ -263,18 +251,6 @@ Machine: {facts()}.
 """
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.is_file() else "# Benchmarks\n\n"  # re-read now: others edit it too
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
@@ -333,7 +309,7 @@ def main() -> None:
         section = report(res, servers, targets, args, command, sizes)
         print(section)
         if not args.no_doc:
-            write_doc(section)
+            write_doc(SECTION, section)
     finally:
         for proc in procs.values():
             stop(proc)
