@@ -11,8 +11,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from edge.config import EdgeConfig
-from edge.proxy import Edge, validate_path
+from edge.proxy import FILE_ROUTE, MASTER_ROUTE, Edge, validate_path
 from media.errors import InvalidInput, SurgeError
+from service.front import FAST_PATH
 from service.http import (
     IN_FLIGHT,
     METRICS,
@@ -125,6 +126,7 @@ def make_app(config: EdgeConfig) -> web.Application:
     track_in_flight(app)
     edge = Edge(config)
     app[EDGE] = edge
+    app[FAST_PATH] = edge.fast_answer
     app[METRICS] = metrics
     app[SERVER_INFO] = ServerInfo()
     app[STARTED] = time.monotonic()
@@ -147,7 +149,7 @@ def make_app(config: EdgeConfig) -> web.Application:
         return await metrics.handle_metrics(request)
 
     app.cleanup_ctx.append(lifecycle)
-    for pattern in ("/titles/{title_id}/master.m3u8", "/titles/{title_id}/{rendition}/{file}"):
+    for pattern in (MASTER_ROUTE, FILE_ROUTE):
         resource = app.router.add_resource(pattern)
         resource.add_route("GET", deliver)
         resource.add_route("HEAD", deliver)

@@ -33,6 +33,7 @@ class EdgeConfig:
     shutdown_timeout: float = 30.0
     access_log: bool = True
     header_timeout: float = 10.0  # a client slower than this with its request headers gets 408
+    keepalive_timeout: float = 75.0  # an idle client connection is closed after this
 
     def __post_init__(self) -> None:
         if not self.upstreams and not self.parent:
@@ -47,6 +48,8 @@ class EdgeConfig:
             raise InvalidInput("--cache-disk needs --cache-dir")
         if not 0 < self.max_object_share <= 1:
             raise InvalidInput("the largest cacheable share must be within (0, 1]")
+        if not self.header_timeout > 0 or not self.keepalive_timeout > 0:
+            raise InvalidInput("--header-timeout and --keepalive-timeout must be positive")
         if not 0 <= self.prefetch <= 10:
             raise InvalidInput("--prefetch must be 0-10")
         if not 0 <= self.port <= 65535:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
@@ -38,6 +39,7 @@ from media.errors import InvalidInput, SurgeError
 from media.hls import parse_media
 from media.ids import is_title_id
 from media.layout import is_safe_component
+from service.front import Answer, SimpleRequest, render_head
 from service.logs import log
 
 logger = logging.getLogger("surge.edge")
@@ -48,17 +50,33 @@ READ_CHUNK = 256 * 1024
 SEPARATE_BODY_AT = 64 * 1024
 
 
+def cmcd_from_query(query: str) -> str | None:
+    if "CMCD=" not in query:
+        return None
+    return parse_qs(query).get("CMCD", [None])[0]
+
+
 def title_of(path: str) -> str:
     """``/titles/<id>/...`` → ``<id>``; the path is already validated."""
     return path.split("/", 3)[2]
 
 
-def validate_path(path: str) -> None:
-    """Delivery paths only: ``/titles/<id>/master.m3u8`` and ``/titles/<id>/<rendition>/<file>``."""
+MASTER_ROUTE = "/titles/{title_id}/master.m3u8"
+FILE_ROUTE = "/titles/{title_id}/{rendition}/{file}"
+# Requests whose answer depends on more than the stored object: answered by ``Edge.handle``.
+_NOT_PLAIN_HIT = (b"range", b"if-none-match", b"if-modified-since")
+
+
+def is_delivery_path(path: str) -> bool:
+    """``/titles/<id>/master.m3u8`` or ``/titles/<id>/<rendition>/<file>``, every component safe."""
     parts = path.split("/")
     if len(parts) not in (4, 5) or parts[1] != "titles" or not is_title_id(parts[2]):
-        raise InvalidInput("invalid path")
-    if not all(is_safe_component(part) for part in parts[3:]):
+        return False
+    return all(is_safe_component(part) for part in parts[3:])
+
+
+def validate_path(path: str) -> None:
+    if not is_delivery_path(path):
         raise InvalidInput("invalid path")
 
 
@@ -208,17 +226,48 @@ class Edge:
         if hinted is not None and hinted not in wanted:
             wanted.append(hinted)
         for key in wanted:
-            if self.memory.get(key) is None and (self.disk is None or self.disk.get(key) is None):
+            if not is_delivery_path(key) or self.memory.get(key) is not None:
+                continue
+            if self.disk is None or self.disk.get(key) is None:
                 self.flights.join(key, self._fill_runner(key, None))
 
     # Serving.
 
-    def respond(self, request: web.Request, obj: CachedObject, cache: str, now: float) -> web.Response:
+    def replayed_headers(self, obj: CachedObject) -> dict[str, str]:
+        """The stored headers and the edge's own, except the per-answer ``Age`` and ``X-Cache``."""
         headers = dict(obj.headers)
-        headers["Age"] = str(int(obj.freshness.age(now)))
-        headers["X-Cache"] = cache
         headers["Via"] = self.via
         headers["X-Served-By"] = self.config.edge_id
+        if obj.status == 200:
+            headers["Accept-Ranges"] = "bytes"
+        return headers
+
+    def fast_answer(self, request: SimpleRequest) -> Answer | None:
+        """A fresh hit from memory for a plain GET/HEAD, answered by the front (service.front) without
+        aiohttp; None sends the request through ``handle``, which answers everything else."""
+        if any(name in request.headers for name in _NOT_PLAIN_HIT):
+            return None
+        path = request.path
+        obj = self.memory.get(path)
+        if obj is None or obj.status != 200:
+            return None
+        now = self.clock()
+        if decide(obj.freshness, now) is not Reuse.FRESH:
+            return None
+        if not obj.head:
+            obj.head = render_head(200, self.replayed_headers(obj), obj.size)
+        head = obj.head + b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
+        body = obj.body if request.method == "GET" else b""
+        self.stats.record(title_of(path), len(body), now, hit=True)
+        if path.endswith(".m4s"):
+            cmcd = request.headers.get(b"cmcd-request")
+            self.prefetch(path, cmcd.decode("latin-1") if cmcd else cmcd_from_query(request.query))
+        return Answer(head, body, 200, MASTER_ROUTE if path.count("/") == 3 else FILE_ROUTE)
+
+    def respond(self, request: web.Request, obj: CachedObject, cache: str, now: float) -> web.Response:
+        headers = self.replayed_headers(obj)
+        headers["Age"] = str(int(obj.freshness.age(now)))
+        headers["X-Cache"] = cache
         etag, last_modified = obj.freshness.etag, obj.freshness.last_modified
         if obj.status == 200:
             inm = request.headers.get("If-None-Match")
@@ -227,7 +276,6 @@ class Edge:
                 inm is None and ims is not None and not_modified_since(ims, last_modified)
             ):
                 return web.Response(status=304, headers=headers)
-            headers["Accept-Ranges"] = "bytes"
             if "Range" in request.headers:
                 return self._range(request, obj, headers)
         return web.Response(status=obj.status, body=obj.body, headers=headers)

@@ -12,7 +12,7 @@ import json
 import mmap
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiofiles
@@ -31,6 +31,7 @@ class CachedObject:
     headers: dict[str, str]  # end-to-end response headers to replay, original case
     body: bytes | memoryview
     freshness: Freshness
+    head: bytes = field(default=b"", init=False, repr=False, compare=False)  # the edge's rendered headers
 
     @property
     def size(self) -> int:

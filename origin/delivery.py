@@ -8,7 +8,9 @@ the client accepts gzip).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import time
 from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
@@ -21,6 +23,10 @@ from media.layout import Library, is_safe_component
 from origin.cache_headers import cors_headers, delivery_headers, preflight_headers
 from origin.keys import CONFIG, LIBRARY, STORE
 from origin.store import Status
+from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
+
+MASTER_ROUTE = "/titles/{title_id}/master.m3u8"
+FILE_ROUTE = "/titles/{title_id}/{rendition}/{file}"
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class Representation:
     body: bytes
     etag: str  # the same validator FileResponse computes, so conditional requests agree
     last_modified: str
+    gzipped: bool = False
+    head: bytes = b""  # the response's status line and headers, less Date (for the front's fast path)
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,13 @@ class PublishedFiles:
             raise NotFound("not found")
         room = self.memory_budget - self.memory_used
         published = await asyncio.to_thread(_load, request.app[LIBRARY], title_id, components, room)
-        published = replace(published, headers=headers | cors_headers(config.cors_origin))
+        headers |= cors_headers(config.cors_origin)
+        published = replace(
+            published,
+            headers=headers,
+            plain=_with_head(published.plain, headers),
+            gzipped=_with_head(published.gzipped, headers),
+        )
         if len(self._known) >= self.LIMIT:
             self._known.clear()
             self.memory_used = 0
@@ -78,13 +92,31 @@ class PublishedFiles:
         self._known[key] = published
         return published
 
+    def known(self, key: tuple[str, ...]) -> Published | None:
+        """Already found: ``(title_id, *components)``."""
+        return self._known.get(key)
+
     def forget(self, title_id: str) -> None:
         for key in [k for k in self._known if k[0] == title_id]:
             gone = self._known.pop(key)
             self.memory_used -= sum(len(r.body) for r in (gone.plain, gone.gzipped) if r is not None)
 
 
-def _representation(path: Path, room: int) -> Representation | None:
+def answer_headers(headers: dict[str, str], chosen: Representation) -> dict[str, str]:
+    """The headers of a 200 answer from memory: the file's own and the chosen representation's."""
+    answer = headers | {"ETag": chosen.etag, "Last-Modified": chosen.last_modified, "Accept-Ranges": "bytes"}
+    if chosen.gzipped:
+        answer["Content-Encoding"] = "gzip"
+    return answer
+
+
+def _with_head(chosen: Representation | None, headers: dict[str, str]) -> Representation | None:
+    if chosen is None:
+        return None
+    return replace(chosen, head=render_head(200, answer_headers(headers, chosen), len(chosen.body)))
+
+
+def _representation(path: Path, room: int, *, gzipped: bool = False) -> Representation | None:
     try:
         stat = path.stat()
     except OSError:
@@ -95,6 +127,7 @@ def _representation(path: Path, room: int) -> Representation | None:
         body=path.read_bytes(),
         etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
         last_modified=formatdate(math.ceil(stat.st_mtime), usegmt=True),  # as aiohttp rounds it
+        gzipped=gzipped,
     )
 
 
@@ -105,7 +138,7 @@ def _load(library: Library, title_id: str, components: tuple[str, ...], room: in
     plain = _representation(path, room)
     gzipped = None
     if path.suffix == ".m3u8" and plain is not None:
-        gzipped = _representation(path.with_name(path.name + ".gz"), room - len(plain.body))
+        gzipped = _representation(path.with_name(path.name + ".gz"), room - len(plain.body), gzipped=True)
     return Published(path, {}, plain, gzipped)
 
 
@@ -114,16 +147,41 @@ PUBLISHED = web.AppKey("published_files", PublishedFiles)
 _FILE_RESPONSE_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
 
 
+_FILE_RESPONSE_FAST = tuple(name.lower().encode() for name in _FILE_RESPONSE_HEADERS)
+
+
+def _choose(published: Published, accept_encoding: str) -> Representation | None:
+    if published.gzipped is not None and "gzip" in accept_encoding.lower():
+        return published.gzipped
+    return published.plain
+
+
 async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
     published = await request.app[PUBLISHED].find(request, *components)
     if published.plain is None or any(h in request.headers for h in _FILE_RESPONSE_HEADERS):
         return web.FileResponse(published.path, headers=published.headers)
-    chosen, headers = published.plain, dict(published.headers)
-    if published.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", "").lower():
-        chosen = published.gzipped
-        headers["Content-Encoding"] = "gzip"
-    headers.update({"ETag": chosen.etag, "Last-Modified": chosen.last_modified, "Accept-Ranges": "bytes"})
-    return web.Response(body=chosen.body, headers=headers)
+    chosen = _choose(published, request.headers.get("Accept-Encoding", ""))
+    assert chosen is not None
+    return web.Response(body=chosen.body, headers=answer_headers(published.headers, chosen))
+
+
+def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:
+    """A published file already in memory, for a plain GET/HEAD, answered by the front (service.front)
+    without aiohttp; None sends the request through the routes below, which answer everything else."""
+    parts = request.path.split("/")
+    if len(parts) not in (4, 5) or parts[1] != "titles":
+        return None
+    published = files.known(tuple(parts[2:]))
+    if published is None or published.plain is None:
+        return None
+    headers = request.headers
+    if any(name in headers for name in _FILE_RESPONSE_FAST):
+        return None
+    chosen = _choose(published, headers.get(b"accept-encoding", b"").decode("latin-1"))
+    assert chosen is not None
+    head = chosen.head + date_line(time.time()) + b"\r\n"
+    body = chosen.body if request.method == "GET" else b""
+    return Answer(head, body, 200, MASTER_ROUTE if len(parts) == 4 else FILE_ROUTE)
 
 
 async def master(request: web.Request) -> web.StreamResponse:
@@ -156,11 +214,13 @@ async def catalog(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[PUBLISHED] = PublishedFiles(app[CONFIG].delivery_memory)
+    files = PublishedFiles(app[CONFIG].delivery_memory)
+    app[PUBLISHED] = files
+    app[FAST_PATH] = functools.partial(fast_answer, files)
     for path, handler in (
         ("/titles", catalog),
-        ("/titles/{title_id}/master.m3u8", master),
-        ("/titles/{title_id}/{rendition}/{file}", rendition_file),
+        (MASTER_ROUTE, master),
+        (FILE_ROUTE, rendition_file),
     ):
         resource = app.router.add_resource(path)
         resource.add_route("GET", handler)

@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from media.errors import SurgeError
-from service.logs import log
+from service.front import Answer, FrontProtocol, SimpleRequest
+from service.logs import RequestLines, log
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 logger = logging.getLogger("surge.http")
@@ -99,6 +100,9 @@ class AccessLog(AbstractAccessLogger):
     SILENT = "silent"
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        transport = request.transport
+        if transport is not None and isinstance(front := transport.get_protocol(), FrontProtocol):
+            front.slow_response_done(bool(response.keep_alive))
         size = response.body_length
         if not size and request.method != "HEAD" and response.status in (200, 206):
             size = response.content_length or 0  # sendfile bypasses the body counter
@@ -123,6 +127,23 @@ class AccessLog(AbstractAccessLogger):
             peer=request.remote,
             server=app.get(SITE_NAME) if app is not None else None,
         )
+
+
+class FastAccess:
+    """What ``AccessLog`` does for a request aiohttp answered, for one the front answered itself: the
+    request metrics and the same log line."""
+
+    def __init__(self, metrics: RequestMetrics | None, site: str, write_lines: bool) -> None:
+        self.metrics = metrics
+        self.lines = RequestLines(logger, site) if write_lines else None
+
+    def observe(self, request: SimpleRequest, answer: Answer, seconds: float, peer: str) -> None:
+        size = len(answer.body)
+        if self.metrics is not None:
+            self.metrics.observe(answer.route, request.method, answer.status, size, seconds)
+        if self.lines is not None:
+            path = f"{request.path}?{request.query}" if request.query else request.path
+            self.lines.add(request.method, path, answer.status, size, seconds, peer)
 
 
 class InFlight:

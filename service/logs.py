@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 _FIELDS = "surge_fields"
@@ -43,3 +45,61 @@ def configure_logging(component: str, level: int = logging.INFO) -> None:
 
 def log(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     logger.log(level, event, extra={_FIELDS: fields})
+
+
+def _json_handler() -> logging.StreamHandler | None:  # type: ignore[type-arg]
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonLineFormatter) and isinstance(handler, logging.StreamHandler):
+            return handler
+    return None
+
+
+class RequestLines:
+    """The ``request`` log line of the hot path: the same JSON line ``log(logger, "request", ...)`` writes,
+    formatted without the logging machinery (a third of a cached answer's CPU time otherwise) and written
+    in one batch at the end of each event-loop pass. Paths must need no JSON escaping (the front's
+    recogniser only lets plain ones through)."""
+
+    def __init__(self, logger: logging.Logger, site: str) -> None:
+        self.logger = logger
+        self.site = json.dumps(site)
+        self._lines: list[str] = []
+        self._second = -1
+        self._ts_prefix = ""
+        self._component = ""
+        self._handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
+
+    def add(self, method: str, path: str, status: int, size: int, seconds: float, peer: str) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        if self._handler is None or int(time.time()) != self._second:
+            self._handler = _json_handler()  # looked up again each second: configuration may change
+        handler = self._handler
+        if handler is None:
+            log(self.logger, "request", method=method, path=path, status=status, bytes=size,
+                ms=round(seconds * 1000, 2), peer=peer, server=json.loads(self.site))  # fmt: skip
+            return
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._ts_prefix = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._component = json.dumps(handler.formatter.component)  # type: ignore[union-attr]
+        self._lines.append(
+            f'{{"ts":"{self._ts_prefix}.{int((now - second) * 1000):03d}+00:00","level":"info",'
+            f'"component":{self._component},"event":"request","method":"{method}","path":"{path}",'
+            f'"status":{status},"bytes":{size},"ms":{round(seconds * 1000, 2)},"peer":"{peer}",'
+            f'"server":{self.site}}}'
+        )
+        if len(self._lines) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, handler)
+
+    def _flush(self, handler: logging.StreamHandler) -> None:  # type: ignore[type-arg]
+        text = "\n".join(self._lines) + "\n"
+        self._lines.clear()
+        handler.acquire()
+        try:
+            handler.stream.write(text)
+            handler.flush()
+        finally:
+            handler.release()

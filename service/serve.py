@@ -15,11 +15,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from service.guard import GuardedTCPSite
-from service.http import IN_FLIGHT, SERVER_INFO, SITE_NAME, AccessLog
+from service.front import FAST_PATH, FrontSettings, FrontSite
+from service.http import IN_FLIGHT, METRICS, SERVER_INFO, SITE_NAME, AccessLog, FastAccess
 from service.logs import log
 
 logger = logging.getLogger("surge.serve")
+# aiohttp's keep-alive timer cannot see the requests the front answers itself, so the front closes idle
+# connections (FrontSettings.idle_timeout) and aiohttp's timer is pushed out of the way.
+AIOHTTP_KEEPALIVE = 7 * 24 * 3600.0
 access_logger = logging.getLogger("surge.access")
 
 
@@ -42,6 +45,7 @@ async def serve(
     on_listening: Callable[[str], None] | None = None,
     access_log: bool = True,
     header_timeout: float = 10.0,
+    keepalive_timeout: float = 75.0,
     name: str = "server",
 ) -> None:
     await serve_all(
@@ -49,6 +53,7 @@ async def serve(
         shutdown_timeout=shutdown_timeout,
         access_log=access_log,
         header_timeout=header_timeout,
+        keepalive_timeout=keepalive_timeout,
     )
 
 
@@ -58,6 +63,7 @@ async def serve_all(
     shutdown_timeout: float = 30.0,
     access_log: bool = True,
     header_timeout: float = 10.0,
+    keepalive_timeout: float = 75.0,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,12 +84,20 @@ async def serve_all(
                 access_log_class=AccessLog,
                 access_log_format=AccessLog.LINE if access_log else AccessLog.SILENT,
                 shutdown_timeout=shutdown_timeout,
+                keepalive_timeout=AIOHTTP_KEEPALIVE,
             )
             await runner.setup()
             runners.append(runner)
             if (info := app.get(SERVER_INFO)) is not None:
                 info.server = runner.server
-            tcp = GuardedTCPSite(runner, site.host, site.port, header_timeout, reuse_address=True)
+            access = FastAccess(app.get(METRICS), site.name, access_log)
+            settings = FrontSettings(
+                header_timeout=header_timeout,
+                idle_timeout=keepalive_timeout,
+                responder=app.get(FAST_PATH),
+                on_answer=access.observe,
+            )
+            tcp = FrontSite(runner, site.host, site.port, settings, reuse_address=True)
             await tcp.start()
             bound = runner.addresses[0]
             url = (

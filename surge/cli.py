@@ -277,6 +277,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         admin_token=args.admin_token,
         access_log=not args.no_access_log,
         header_timeout=args.header_timeout,
+        keepalive_timeout=args.keepalive_timeout,
         **({"edge_id": args.id} if args.id else {}),
     )
     configure_logging("edge")
@@ -289,6 +290,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
             shutdown_timeout=config.shutdown_timeout,
             access_log=config.access_log,
             header_timeout=config.header_timeout,
+            keepalive_timeout=config.keepalive_timeout,
             name="edge",
         )
     )
@@ -459,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--admin-token", help="token for PURGE (default: $SURGE_ADMIN_TOKEN)")
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
     edge.add_argument("--header-timeout", type=float, default=10.0, help="408 for slower request headers, s")
+    edge.add_argument("--keepalive-timeout", type=float, default=75.0, help="close idle connections after, s")
     edge.set_defaults(handler=cmd_edge)
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")

@@ -228,3 +228,40 @@ def test_breaker_and_order() -> None:
     assert breakers["a"].failures == 0
     parent = {"p": Breaker(), **breakers}
     assert upstream_order(["a", "b"], parent, 20, start=1, parent="p") == ["p", "b", "a"]
+
+
+async def test_fast_answers_are_fresh_memory_hits_of_plain_requests_only() -> None:
+    from edge.config import EdgeConfig
+    from edge.proxy import Edge
+    from service.front import Answer, SimpleRequest
+
+    now = [T0]
+    edge = Edge(EdgeConfig(upstreams=("http://127.0.0.1:9",), edge_id="e1"), clock=lambda: now[0])
+    path = "/titles/show-abc123/360p/seg_00000.m4s"
+    headers = {"Content-Type": "video/iso.segment", "Cache-Control": "max-age=60", "Content-Length": "5"}
+    edge.memory.put(
+        CachedObject(path, 200, headers, b"hello", freshness({"cache-control": "max-age=60"}, T0, T0))
+    )
+
+    def ask(method: str = "GET", target: str = path, **extra: bytes) -> Answer | None:
+        request = SimpleRequest(
+            method, target, "", {name.replace("_", "-").encode(): v for name, v in extra.items()}
+        )
+        return edge.fast_answer(request)
+
+    now[0] = T0 + 7.5
+    answer = ask()
+    assert answer is not None and answer.status == 200 and answer.body == b"hello"
+    assert answer.route == "/titles/{title_id}/{rendition}/{file}"
+    assert answer.head == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: video/iso.segment\r\nCache-Control: max-age=60\r\nVia: 1.1 e1\r\n"
+        b"X-Served-By: e1\r\nAccept-Ranges: bytes\r\nContent-Length: 5\r\nAge: 7\r\nX-Cache: HIT\r\n\r\n"
+    )
+    head = ask("HEAD")
+    assert head is not None and head.body == b"" and b"Content-Length: 5\r\n" in head.head
+    assert edge.stats.hits == 2
+    for refused in (ask(range=b"bytes=0-1"), ask(if_none_match=b'"x"'), ask(if_modified_since=b"x"),
+                    ask(target="/titles/show-abc123/360p/seg_00001.m4s")):  # fmt: skip
+        assert refused is None
+    now[0] = T0 + 61  # stale: revalidation is aiohttp's work
+    assert ask() is None

@@ -133,6 +133,31 @@ async def test_playlists_are_gzipped_for_clients_that_accept_it(published: Publi
     assert "Content-Encoding" not in segment_headers
 
 
+@pytest.mark.parametrize(
+    ("path", "accept_encoding"),
+    [("master.m3u8", "identity"), ("360p/index.m3u8", "gzip"), ("360p/init.mp4", "gzip"),
+     ("360p/seg_00001.m4s", "identity")],
+)  # fmt: skip
+async def test_answers_from_memory_match_file_answers(
+    published: Published, path: str, accept_encoding: str
+) -> None:
+    url = f"{published.base}/{path}"
+    await fetch(url)  # the first request loads the file into memory
+    status, fast, fast_body = await fetch(url, **{"Accept-Encoding": accept_encoding})
+    # A validator that does not match makes it a conditional request, which FileResponse answers.
+    file_status, slow, slow_body = await fetch(
+        url, **{"Accept-Encoding": accept_encoding, "If-None-Match": '"other"'}
+    )
+    assert status == file_status == 200 and fast_body == slow_body
+    ignored = {"date", "server"}
+    assert sorted((k.lower(), v) for k, v in fast.items() if k.lower() not in ignored) == sorted(
+        (k.lower(), v) for k, v in slow.items() if k.lower() not in ignored
+    )
+    status, head, body = await fetch(url, "HEAD", **{"Accept-Encoding": accept_encoding})
+    assert (status, body, head["Content-Length"]) == (200, b"", fast["Content-Length"])
+    assert parsedate_to_datetime(fast["Date"]).year >= 2026
+
+
 async def test_cors_preflight(published: Published) -> None:
     status, headers, body = await fetch(
         f"{published.base}/360p/seg_00000.m4s",

@@ -1,0 +1,356 @@
+"""The protocol in front of aiohttp on every connection: a fast path for plain cached GETs, a header-read
+timeout and the keep-alive idle timeout.
+
+Fast path: a plain keep-alive ``GET``/``HEAD`` (HTTP/1.1, no body, a path of plain characters) that the
+app can answer from memory — an edge's fresh hit, an origin's published playlist — is answered right in
+``data_received`` with one write: no request object, no task, no middleware chain. On a 2-core machine
+aiohttp's web layer alone costs about half a playlist hit's CPU time (bench/edge), and the common case
+needs none of it. Everything else (a miss, a Range or conditional request, a body, an odd request line,
+anything the recogniser is unsure of) goes to aiohttp's own parser and handlers unchanged. The recogniser
+never rejects: it only says "simple" or "not simple".
+
+Order on a connection is kept: a request handed to aiohttp is handed over alone (exactly its head, for
+a request without a body), and what follows it waits here until aiohttp has finished that response
+(``AccessLog`` reports each finished response through ``slow_response_done``). A request that may carry
+a body, or an upgrade, hands the rest of the connection to aiohttp for good.
+
+Timeouts: aiohttp has only an idle keep-alive timeout, and it cannot see requests answered here, so the
+front owns both: a client that starts a request and does not finish its headers within
+``header_timeout`` gets ``408`` and is disconnected; a connection with nothing in progress for
+``idle_timeout`` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+logger = logging.getLogger("surge.front")
+
+TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b'Content-Length: 48\r\n\r\n{"error": "the request headers came too slowly"}'
+)
+MAX_HEAD = 8190  # aiohttp's own line limit; a longer head goes to aiohttp, which answers 400/431
+PENDING_LIMIT = 64 * 1024  # bytes held while a response is in progress before the client is paused
+# Path of plain characters (no percent-encoding, quotes or backslashes), then an optional query that may
+# be percent-encoded (a CMCD query is): what needs no decoding to be looked up or logged.
+_PLAIN_TARGET = re.compile(rb"/[A-Za-z0-9/._~!$&'()*+,;=:@-]*(?:\?[A-Za-z0-9/._~!$&'()*+,;=:@?%-]*)?")
+_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
+# Header names after which aiohttp must have the rest of the connection: a body may follow, or a switch.
+_BODY_OR_SWITCH = (b"content-length", b"transfer-encoding", b"upgrade")
+_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 404: "Not Found"}
+
+
+@dataclass(slots=True)
+class SimpleRequest:
+    method: str  # "GET" or "HEAD"
+    path: str
+    query: str
+    headers: dict[bytes, bytes]  # lower-case names
+
+
+@dataclass(slots=True)
+class Answer:
+    head: bytes  # status line and headers, through the blank line
+    body: bytes | memoryview  # empty for HEAD
+    status: int
+    route: str  # the metrics label, as aiohttp's route of the same request would be
+
+
+FastResponder = Callable[[SimpleRequest], Answer | None]
+AnswerObserver = Callable[[SimpleRequest, Answer, float, str], None]  # request, answer, seconds, peer
+FAST_PATH: web.AppKey[FastResponder] = web.AppKey("fast_path")
+
+
+def parse_simple(head: bytes) -> SimpleRequest | None:
+    """A request head (without its blank line) that is a plain keep-alive GET/HEAD, else None."""
+    lines = head.split(b"\r\n")
+    if head.count(b"\n") != len(lines) - 1 or head.count(b"\r") != len(lines) - 1:
+        return None  # a bare CR or LF: let the strict parser judge it
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        return None
+    method = _METHODS.get(parts[0])
+    if method is None or _PLAIN_TARGET.fullmatch(parts[1]) is None:
+        return None
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name.strip() != name:
+            return None  # no colon, an empty name, obs-fold or space before the colon
+        headers[name.lower()] = value.strip(b" \t")
+    if any(name in headers for name in _BODY_OR_SWITCH) or b"expect" in headers:
+        return None
+    connection = headers.get(b"connection")
+    if connection is not None and connection.lower() != b"keep-alive":
+        return None
+    path, _, query = parts[1].decode("ascii").partition("?")
+    return SimpleRequest(method, path, query, headers)
+
+
+def may_have_body(head: bytes) -> bool:
+    """Conservative: any mention of a body or a protocol switch counts."""
+    lower = head.lower()
+    return any(word in lower for word in _BODY_OR_SWITCH) or lower.startswith(b"connect ")
+
+
+def render_head(status: int, headers: Mapping[str, str], content_length: int | None) -> bytes:
+    """Status line and header lines, without the blank line (the caller may add more lines first)."""
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "content-length"]
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+class _DateCache:
+    second = -1
+    line = b""
+
+
+def date_line(now: float) -> bytes:
+    """``Date: <IMF-fixdate>\\r\\n`` for ``now``, formatted once per second."""
+    second = int(now)
+    if second != _DateCache.second:
+        _DateCache.line = f"Date: {formatdate(second, usegmt=True)}\r\n".encode()
+        _DateCache.second = second
+    return _DateCache.line
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    header_timeout: float = 10.0
+    idle_timeout: float = 75.0  # aiohttp's keep-alive default
+    responder: FastResponder | None = None
+    on_answer: AnswerObserver | None = None
+
+
+class FrontProtocol(asyncio.Protocol):
+    def __init__(self, inner: RequestHandler, settings: FrontSettings) -> None:
+        self.inner = inner
+        self.settings = settings
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._pending = b""  # received, not yet answered nor handed over
+        self._slow = False  # a request handed to aiohttp, its response not finished
+        self._handed_over = False  # aiohttp has the rest of this connection
+        self._write_paused = False
+        self._read_paused = False
+        self._peer = ""
+        self._last_active = self._loop.time()
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) else ""
+        self.inner.connection_made(transport)
+        self._idle_timer = self._loop.call_later(self.settings.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_active = self._loop.time()
+        if self._handed_over:
+            self.inner.data_received(data)
+            self._watch_aiohttp_headers()
+            return
+        self._pending = self._pending + data if self._pending else data
+        self._serve_pending()
+
+    def eof_received(self) -> None:
+        self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._pending = b""
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self.inner.resume_writing()
+        if self._pending and not self._handed_over:
+            self._serve_pending()
+
+    # Called by AccessLog once aiohttp has finished a response on this connection.
+
+    def slow_response_done(self, keep_alive: bool) -> None:
+        if not self._slow:
+            return
+        self._slow = False
+        self._last_active = self._loop.time()
+        if not keep_alive:
+            self._pending = b""
+            self._handed_over = True  # aiohttp closes the connection; nothing more is answered here
+        elif self._pending:
+            # Not from inside aiohttp's handler: carry on once it has wound down this request.
+            self._loop.call_soon(self._serve_pending)
+
+    # The work.
+
+    def _serve_pending(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._handed_over:
+            return
+        pending = self._pending
+        responder = self.settings.responder
+        while pending and not self._slow and not self._write_paused:
+            end = pending.find(b"\r\n\r\n")
+            if end < 0:
+                if len(pending) > MAX_HEAD or b"\n\n" in pending:
+                    self._hand_over(pending)
+                    return
+                break
+            head = pending[:end]
+            request = parse_simple(head) if responder is not None else None
+            answer = None
+            if request is not None and responder is not None:
+                started = time.perf_counter()
+                answer = self._answer(responder, request)
+            if answer is not None and request is not None:
+                if len(answer.body) < 65536:
+                    transport.write(answer.head + answer.body)
+                else:
+                    transport.write(answer.head)
+                    transport.write(answer.body)
+                if self.settings.on_answer is not None:
+                    self.settings.on_answer(request, answer, time.perf_counter() - started, self._peer)
+                pending = pending[end + 4 :]
+                continue
+            if request is None and may_have_body(head):
+                self._hand_over(pending)
+                return
+            self._slow = True
+            self.inner.data_received(pending[: end + 4])
+            pending = pending[end + 4 :]
+        self._pending = pending
+        self._flow_control()
+        if pending and not self._slow:
+            self._start_header_deadline()
+        else:
+            self._cancel_header_deadline()
+
+    @staticmethod
+    def _answer(responder: FastResponder, request: SimpleRequest) -> Answer | None:
+        try:
+            return responder(request)
+        except Exception:
+            logger.exception("fast path failed; the request goes the slow way")
+            return None
+
+    def _hand_over(self, data: bytes) -> None:
+        self._handed_over = True
+        self._pending = b""
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        self._cancel_header_deadline()
+        self.inner.data_received(data)
+        self._watch_aiohttp_headers()
+
+    def _flow_control(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if len(self._pending) > PENDING_LIMIT and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        elif len(self._pending) <= PENDING_LIMIT and self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+
+    # Header timeout.
+
+    def _aiohttp_waits_for_headers(self) -> bool:
+        return not self.inner._request_in_progress and not self.inner._messages
+
+    def _watch_aiohttp_headers(self) -> None:
+        if not self._aiohttp_waits_for_headers():
+            self._cancel_header_deadline()
+        else:
+            self._start_header_deadline()
+
+    def _waiting_for_headers(self) -> bool:
+        if self._handed_over:
+            return self._aiohttp_waits_for_headers()
+        return bool(self._pending) and not self._slow
+
+    def _start_header_deadline(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self._loop.call_later(self.settings.header_timeout, self._expire)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _expire(self) -> None:
+        self._header_deadline = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and self._waiting_for_headers():
+            transport.write(TIMEOUT_RESPONSE)
+            transport.close()
+
+    # Idle timeout.
+
+    def _busy(self) -> bool:
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            return True
+        if self._handed_over:
+            return bool(self.inner._request_in_progress or self.inner._messages)
+        return self._slow or bool(self._pending)
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        now = self._loop.time()
+        idle_until = self._last_active + self.settings.idle_timeout
+        if not self._busy() and now >= idle_until:
+            transport.close()
+            return
+        self._idle_timer = self._loop.call_at(max(idle_until, now + 1.0), self._check_idle)
+
+
+class FrontSite(web.TCPSite):
+    """A TCPSite whose connections get the front protocol."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, settings: FrontSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self.settings = settings
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        settings = self.settings
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: FrontProtocol(server(), settings),
+            self._host,
+            self._port,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+            backlog=self._backlog,
+        )
