@@ -228,9 +228,8 @@ class FrontProtocol(asyncio.Protocol):
             if answer is not None and request is not None:
                 if len(answer.body) < 65536:
                     transport.write(answer.head + answer.body)
-                else:
-                    transport.write(answer.head)
-                    transport.write(answer.body)
+                else:  # one writev, no copy of the body
+                    transport.writelines((answer.head, answer.body))
                 if self.settings.on_answer is not None:
                     self.settings.on_answer(request, answer, time.perf_counter() - started, self._peer)
                 pending = pending[end + 4 :]
@@ -241,6 +240,12 @@ class FrontProtocol(asyncio.Protocol):
             self._slow = True
             self.inner.data_received(pending[: end + 4])
             pending = pending[end + 4 :]
+            if not self._aiohttp_has_request():
+                # aiohttp did not see one whole request in it (an odd protocol line, say): let it have
+                # the connection rather than wait for an answer that will not come.
+                self._slow = False
+                self._hand_over(pending)
+                return
         self._pending = pending
         self._flow_control()
         if pending and not self._slow:
@@ -279,8 +284,11 @@ class FrontProtocol(asyncio.Protocol):
 
     # Header timeout.
 
+    def _aiohttp_has_request(self) -> bool:
+        return bool(self.inner._request_in_progress or self.inner._messages)
+
     def _aiohttp_waits_for_headers(self) -> bool:
-        return not self.inner._request_in_progress and not self.inner._messages
+        return not self._aiohttp_has_request()
 
     def _watch_aiohttp_headers(self) -> None:
         if not self._aiohttp_waits_for_headers():
@@ -316,7 +324,7 @@ class FrontProtocol(asyncio.Protocol):
         if transport is not None and transport.get_write_buffer_size():
             return True
         if self._handed_over:
-            return bool(self.inner._request_in_progress or self.inner._messages)
+            return self._aiohttp_has_request()
         return self._slow or bool(self._pending)
 
     def _check_idle(self) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from transcoder.sample import make_sample
 
@@ -33,6 +35,15 @@ def make_source(tmp_path_factory: pytest.TempPathFactory) -> MakeSource:
         return made[name]
 
     return make
+
+
+async def serve_locally(app: web.Application, **runner_options: Any) -> tuple[web.AppRunner, str]:
+    """A test peer: ``app`` on an ephemeral port of 127.0.0.1, without access log; returns its URL."""
+    runner = web.AppRunner(app, access_log=None, **runner_options)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
 
 
 def ffmpeg_pids_under(directory: Path) -> list[int]:

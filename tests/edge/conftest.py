@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.conftest import serve_locally
 from tests.origin.conftest import TOKEN, SurgeProcess
 
 TITLE = "/titles/show-abc123"
@@ -81,12 +82,7 @@ class Peer:
     async def start(self) -> Peer:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await serve_locally(app, shutdown_timeout=1)
         return self
 
     async def stop(self) -> None:

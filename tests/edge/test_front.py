@@ -185,3 +185,18 @@ async def test_idle_connections_are_closed_after_the_keepalive_timeout(peer: Pee
         writer.close()
     finally:
         await stop_edge(edge)
+
+
+async def test_odd_protocol_lines_get_an_answer_or_a_close_not_a_hang(peer: Peer) -> None:
+    edge = await start_edge(peer, "--header-timeout", "1")  # empty lines alone: a request never finished
+    try:
+        for raw in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET /healthz HTTP/9.9\r\n\r\n", b"\r\n\r\n"):
+            reader, writer = await connect(edge)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 5)  # the server ends the connection
+            writer.close()
+            assert answer == b"" or (answer.startswith(b"HTTP/1.") and answer[9:10] == b"4"), answer[:80]
+        status, _, _ = await get(edge.url + "/healthz")
+        assert status == 200
+    finally:
+        await stop_edge(edge)

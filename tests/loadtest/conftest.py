@@ -16,7 +16,7 @@ import pytest_asyncio
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.conftest import MakeSource
+from tests.conftest import MakeSource, serve_locally
 from transcoder.package import package_title
 from transcoder.plan import PackageConfig
 
@@ -68,12 +68,7 @@ class MediaServer:
     async def start(self) -> MediaServer:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await serve_locally(app, shutdown_timeout=0.5, handler_cancellation=True)
         return self
 
     async def stop(self) -> None:
