@@ -33,7 +33,7 @@ from edge.policy import (
 from edge.prefetch import MAX_MAP_ENTRIES, cmcd_next_object, next_segments
 from edge.singleflight import Fill, SingleFlight, UpstreamFailed
 from edge.stats import TitleStats
-from edge.store import CachedObject, DiskTier, MemoryLRU
+from edge.store import CachedObject, DiskEntry, DiskTier, MemoryLRU
 from edge.upstream import Upstreams
 from media.errors import InvalidInput, SurgeError
 from media.hls import parse_media
@@ -233,7 +233,7 @@ class Edge:
 
     # Serving.
 
-    def replayed_headers(self, obj: CachedObject) -> dict[str, str]:
+    def replayed_headers(self, obj: CachedObject | DiskEntry) -> dict[str, str]:
         """The stored headers and the edge's own, except the per-answer ``Age`` and ``X-Cache``."""
         headers = dict(obj.headers)
         headers["Via"] = self.via
@@ -248,21 +248,37 @@ class Edge:
         if any(name in request.headers for name in _NOT_PLAIN_HIT):
             return None
         path = request.path
-        obj = self.memory.get(path)
-        if obj is None or obj.status != 200:
+        found = self._stored_now(path)
+        if found is None:
             return None
+        obj, body = found
         now = self.clock()
-        if decide(obj.freshness, now) is not Reuse.FRESH:
+        if obj.status != 200 or decide(obj.freshness, now) is not Reuse.FRESH:
             return None
         if not obj.head:
             obj.head = render_head(200, self.replayed_headers(obj), obj.size)
         head = obj.head + b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
-        body = obj.body if request.method == "GET" else b""
+        if request.method != "GET":
+            body = b""
         self.stats.record(title_of(path), len(body), now, hit=True)
         if path.endswith(".m4s"):
             cmcd = request.headers.get(b"cmcd-request")
             self.prefetch(path, cmcd.decode("latin-1") if cmcd else cmcd_from_query(request.query))
         return Answer(head, body, 200, MASTER_ROUTE if path.count("/") == 3 else FILE_ROUTE)
+
+    def _stored_now(self, path: str) -> tuple[CachedObject | DiskEntry, bytes | memoryview] | None:
+        """What ``lookup`` would find without waiting: a memory object, or a disk-tier body already
+        mapped or mappable now that is too large to be promoted to memory (``lookup`` promotes the rest)."""
+        obj = self.memory.get(path)
+        if obj is not None:
+            return obj, obj.body
+        if self.disk is None:
+            return None
+        entry = self.disk.get(path)
+        if entry is None or entry.size <= self.memory.capacity * self.config.max_object_share:
+            return None
+        body = self.disk.mapped(entry)
+        return (entry, body) if body is not None else None
 
     def respond(self, request: web.Request, obj: CachedObject, cache: str, now: float) -> web.Response:
         headers = self.replayed_headers(obj)

@@ -112,6 +112,7 @@ class DiskEntry:
     status: int
     headers: dict[str, str]
     freshness: Freshness
+    head: bytes = field(default=b"", init=False, repr=False, compare=False)  # the edge's rendered headers
 
 
 class DiskTier:
@@ -169,16 +170,16 @@ class DiskTier:
             self._index.move_to_end(key)
         return found
 
-    async def read(self, entry: DiskEntry) -> memoryview | None:
+    def mapped(self, entry: DiskEntry) -> memoryview | None:
         """The body as a read-only map of the file (as Varnish's file storage does): no read into memory,
-        no thread; the kernel copies from the page cache straight into the socket."""
+        no thread; the kernel copies from the page cache straight into the socket. The map is kept for
+        later hits. None when the file is gone or damaged."""
         mapped = self._maps.get(entry.key)
         if mapped is None:
             try:
                 with entry.path.open("rb") as handle:
                     mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError):
-                await self.remove(entry.key)
                 return None
             if len(mapped) != entry.size:
                 return None
@@ -186,6 +187,13 @@ class DiskTier:
                 self._maps.clear()  # each map is released once no response uses it any more
             self._maps[entry.key] = mapped
         return memoryview(mapped)
+
+    async def read(self, entry: DiskEntry) -> memoryview | None:
+        """``mapped``, and a damaged entry dropped."""
+        body = self.mapped(entry)
+        if body is None:
+            await self.remove(entry.key)
+        return body
 
     async def put(self, obj: CachedObject) -> None:
         if obj.size > self.capacity:

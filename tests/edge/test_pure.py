@@ -265,3 +265,31 @@ async def test_fast_answers_are_fresh_memory_hits_of_plain_requests_only() -> No
         assert refused is None
     now[0] = T0 + 61  # stale: revalidation is aiohttp's work
     assert ask() is None
+
+
+async def test_fast_answers_come_from_the_disk_tier_for_objects_too_large_for_memory(tmp_path: Path) -> None:
+    from edge.config import EdgeConfig
+    from edge.proxy import Edge
+    from service.front import SimpleRequest
+
+    edge = Edge(
+        EdgeConfig(upstreams=("http://127.0.0.1:9",), edge_id="e1", cache_mem=4000, cache_dir=tmp_path,
+                   cache_disk=1_000_000),
+        clock=lambda: T0 + 1,
+    )  # fmt: skip
+    fresh = freshness({"cache-control": "max-age=60"}, T0, T0)
+    large, small = (
+        CachedObject(
+            f"/titles/show-abc123/360p/{name}", 200, {"Content-Type": "video/mp4"}, b"y" * size, fresh
+        )
+        for name, size in (("seg_00001.m4s", 3000), ("init.mp4", 500))
+    )
+    for stored in (large, small):
+        await edge.disk.put(stored)  # type: ignore[union-attr]
+    answer = edge.fast_answer(SimpleRequest("GET", large.key, "", {}))
+    assert (
+        answer is not None and bytes(answer.body) == large.body and b"Content-Length: 3000\r\n" in answer.head
+    )
+    # A small one is left to the full path, which promotes it to memory for the next hit.
+    assert edge.fast_answer(SimpleRequest("GET", small.key, "", {})) is None
+    assert len(edge.memory) == 0
