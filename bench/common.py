@@ -1,12 +1,19 @@
-"""Plumbing the bench scripts share: free ports, checked commands, and their section of the results doc."""
+"""Plumbing the bench scripts share: free ports, checked commands, servers started and stopped by PID,
+CPU accounting from /proc, waiting for a quiet machine, and their section of the results doc."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from subprocess import DEVNULL
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -22,6 +29,65 @@ def sh(argv: list[str], timeout: float) -> str:
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {shlex.join(argv)}\n{done.stderr[-2000:]}")
     return done.stdout + done.stderr
+
+
+def start(argv: list[str], log: Path | None, probe: str, timeout: float = 30) -> subprocess.Popen[bytes]:
+    """Start a server in its own session (output to ``log``) and wait until ``probe`` answers 200."""
+    with log.open("ab") if log is not None else contextlib.nullcontext(None) as out:
+        target = out if out is not None else DEVNULL
+        proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=target, stderr=target, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError), urllib.request.urlopen(probe, timeout=2) as response:
+            if response.status == 200:
+                return proc
+        time.sleep(0.2)
+    stop(proc)
+    tail = log.read_text()[-2000:] if log is not None else ""
+    sys.exit(f"did not come up: {shlex.join(argv)}\n{tail}")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL to its session (the server and its workers only) if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def session_cpu_seconds(session: int) -> float:
+    """user + sys time of every process in a session (nginx's worker is a child of its master)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """Machine-wide (idle + iowait, total) jiffies from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[3] + values[4], sum(values[:8])
+
+
+def idle_fraction(seconds: float = 1.0) -> float:
+    idle0, total0 = cpu_ticks()
+    time.sleep(seconds)
+    idle1, total1 = cpu_ticks()
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(limit: float) -> float:
+    """Wait (up to ``limit`` s) for a machine at least 90 % idle; returns the last idle share seen."""
+    deadline = time.monotonic() + limit
+    while (idle := idle_fraction()) < 0.9 and time.monotonic() < deadline:
+        pass
+    return idle
 
 
 def write_doc(heading: str, section: str, doc: Path = DOC) -> None:

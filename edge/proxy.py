@@ -215,20 +215,21 @@ class Edge:
         except SurgeError:
             return  # a master playlist, or not a playlist at all: nothing to prefetch from
         for segment, following in next_segments(key, playlist, self.config.prefetch).items():
-            self.next_after[segment] = following
-            self.next_after.move_to_end(segment)
+            following = tuple(path for path in following if is_delivery_path(path))
+            if following:
+                self.next_after[segment] = following
+                self.next_after.move_to_end(segment)
         while len(self.next_after) > MAX_MAP_ENTRIES:
             self.next_after.popitem(last=False)
 
     def prefetch(self, path: str, cmcd: str | None) -> None:
-        wanted = list(self.next_after.get(path, ()))
+        """Fill what follows ``path`` (learnt from its playlist, or hinted by CMCD) unless it is cached."""
+        wanted = self.next_after.get(path, ())
         hinted = cmcd_next_object(cmcd, path)
-        if hinted is not None and hinted not in wanted:
-            wanted.append(hinted)
+        if hinted is not None and hinted not in wanted and is_delivery_path(hinted):
+            wanted = (*wanted, hinted)
         for key in wanted:
-            if not is_delivery_path(key) or self.memory.get(key) is not None:
-                continue
-            if self.disk is None or self.disk.get(key) is None:
+            if key not in self.memory and (self.disk is None or key not in self.disk):
                 self.flights.join(key, self._fill_runner(key, None))
 
     # Serving.

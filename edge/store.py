@@ -47,6 +47,9 @@ class MemoryLRU:
     def __len__(self) -> int:
         return len(self._objects)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._objects
+
     def get(self, key: str) -> CachedObject | None:
         found = self._objects.get(key)
         if found is not None:
@@ -127,6 +130,9 @@ class DiskTier:
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         digest = hashlib.sha256(key.encode()).hexdigest()

@@ -101,5 +101,7 @@ class RequestLines:
         try:
             handler.stream.write(text)
             handler.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed or gone (its reader died): serving goes on, as with the logging module
         finally:
             handler.release()

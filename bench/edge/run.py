@@ -4,8 +4,8 @@ The caches are pinned to one CPU (taskset), wrk, the origin and the coalescing c
 127.0.0.1. The origin is this script (`--serve-origin`, aiohttp): a synthetic title with surge origin's
 headers, a long max-age on playlists (so playlist runs are pure hits for both caches), and a `slow/`
 rendition sent at --origin-rate that counts requests. Measures warm playlist hits, warm segment hits from
-memory and from the edge's disk tier, and N concurrent cold requests for one segment (coalescing). Helpers
-are copied from bench/origin/run.py (a script, not a package). Results go to docs/benchmarks.md.
+memory and from the edge's disk tier, and N concurrent cold requests for one segment (coalescing). Shared
+plumbing comes from bench/common.py. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import json
 import os
 import platform
@@ -31,7 +30,8 @@ from pathlib import Path
 from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import free_port, sh, write_doc
+from common import free_port, idle_fraction, sh, start, stop, write_doc
+from common import session_cpu_seconds as cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -128,50 +128,6 @@ def serve_origin(data: Path, port: int, rate: float) -> None:
 def get(url: str) -> tuple[dict[str, str], bytes]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return dict(response.headers), response.read()
-
-
-def start(argv: list[str], log: Path, probe: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(OSError):
-            get(probe)
-            return proc
-        time.sleep(0.2)
-    stop(proc)
-    sys.exit(f"did not come up: {shlex.join(argv)}\n{log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: this server and its children only
-            proc.wait(timeout=10)
-
-
-def cpu_seconds(session: int) -> float:
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session:
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def idle_fraction() -> float:
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return values[3] + values[4], sum(values[:8])
-
-    idle0, total0 = sample()
-    time.sleep(1)
-    idle1, total1 = sample()
-    return (idle1 - idle0) / max(1, total1 - total0)
 
 
 def wrk_argv(args: argparse.Namespace, url: str, conns: int, seconds: float) -> list[str]:

@@ -11,7 +11,6 @@ in bench/results/loadtest/.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -23,13 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from subprocess import DEVNULL
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import free_port, write_doc
+from common import cpu_ticks, free_port, session_cpu_seconds, start, stop, wait_for_quiet, write_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -86,58 +83,8 @@ def start_nginx(tmp: Path, data: Path, cpu: str) -> tuple[subprocess.Popen[bytes
     conf = tmp / "nginx" / "nginx.conf"
     conf.write_text(NGINX_CONF.format(prefix=tmp / "nginx", port=port, data=data))
     argv = ["taskset", "-c", cpu, "nginx", "-c", str(conf), "-p", str(tmp / "nginx"), "-g", "daemon off;"]
-    proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/titles/{TITLE}/master.m3u8"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status == 200:
-                return proc, url
-        time.sleep(0.2)
-    stop(proc)
-    sys.exit(f"nginx did not come up: {shlex.join(argv)}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: nginx and its worker only
-            proc.wait(timeout=10)
-
-
-def cpu_ticks() -> tuple[int, int]:
-    """Machine-wide (idle + iowait, total) jiffies from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return values[3] + values[4], sum(values[:8])
-
-
-def idle_fraction(seconds: float = 1.0) -> float:
-    idle0, total0 = cpu_ticks()
-    time.sleep(seconds)
-    idle1, total1 = cpu_ticks()
-    return (idle1 - idle0) / max(1, total1 - total0)
-
-
-def session_cpu_seconds(session: int) -> float:
-    """user + sys time of every process in a session (nginx's worker is a child of its master)."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session:
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_quiet(limit: float) -> float:
-    """Wait (up to ``limit`` s) for a machine at least 90 % idle: other programs skew the lag figures."""
-    deadline = time.monotonic() + limit
-    while (idle := idle_fraction()) < 0.9 and time.monotonic() < deadline:
-        pass
-    return idle
+    return start(argv, None, url, timeout=20), url
 
 
 def load(url: str, players: int, args: argparse.Namespace, out: Path, nginx: int) -> dict[str, Any]:
@@ -157,6 +104,8 @@ def load(url: str, players: int, args: argparse.Namespace, out: Path, nginx: int
 
 def row(players: int, report: dict[str, Any], steady_from: float) -> tuple[str, float]:
     steady = [s for s in report["series"] if s["t"] >= steady_from]
+    if not steady:
+        sys.exit(f"no steady window after {steady_from:.0f} s: make --duration longer than --ramp + 35 s")
     cpu = statistics.fmean(s["cpu"] for s in steady)
     requests, viewers, generator = report["requests"], report["viewers"], report["generator"]
     video = requests["by_type"].get("video", {}).get("latency_ms", {})

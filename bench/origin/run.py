@@ -10,7 +10,6 @@ when other programs share the machine, throughput does. Results go to docs/bench
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -22,13 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import free_port, sh, write_doc
+from common import free_port, idle_fraction, sh, start, stop, write_doc
+from common import session_cpu_seconds as cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -119,51 +117,6 @@ def make_title(data: Path) -> Path:
     for path in [out, *out.rglob("*")]:  # published dirs are 0700; nginx's worker is not root
         path.chmod(0o755 if path.is_dir() else 0o644)
     return max(out.glob("*p/seg_*.m4s"), key=lambda p: p.stat().st_size).relative_to(titles)
-
-
-def start(argv: list[str], log: Path, probe: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(OSError), urllib.request.urlopen(probe, timeout=2) as response:
-            if response.read() and response.status == 200:
-                return proc
-        time.sleep(0.2)
-    stop(proc)
-    sys.exit(f"did not come up: {shlex.join(argv)}\n{log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its workers only
-            proc.wait(timeout=10)
-
-
-def cpu_seconds(session: int) -> float:
-    """user + sys time of every process in a session (nginx's worker is a child of its master)."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session:
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def idle_fraction(seconds: float = 1.0) -> float:
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return values[3] + values[4], sum(values[:8])  # idle + iowait, total
-
-    idle0, total0 = sample()
-    time.sleep(seconds)
-    idle1, total1 = sample()
-    return (idle1 - idle0) / max(1, total1 - total0)
 
 
 def wrk(args: argparse.Namespace, lua: Path, url: str, t: Target, seconds: float, pid: int) -> Sample:
