@@ -16,6 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import langcodes
+from langcodes.tag_parser import LanguageTagError
+
 from media.errors import DamagedMedia, ToolMissing, UnsupportedMedia
 
 PROBE_TIMEOUT_S = 60.0
@@ -133,7 +136,18 @@ def facts_from_probe(probe: dict[str, Any], name: str = "source") -> SourceFacts
 
 def _language(audio: dict[str, Any] | None) -> str | None:
     language = ((audio or {}).get("tags") or {}).get("language")
-    return None if not language or language == "und" else str(language)
+    return None if not language else bcp47_language(str(language))
+
+
+def bcp47_language(tag: str) -> str | None:
+    """A container's language tag (MP4 and MKV carry ISO 639-2, ``eng``/``fre``/``ger``) as the RFC 5646
+    tag HLS wants in ``LANGUAGE`` (its shortest form, ``en``/``fr``/``de``); None when it says nothing
+    (``und``) or is not a language tag at all."""
+    try:
+        standard = langcodes.standardize_tag(tag)
+    except LanguageTagError:
+        return None
+    return standard if standard != "und" and langcodes.tag_is_valid(standard) else None
 
 
 # Top-level ISO-BMFF box types a real MP4/MOV file may start with.

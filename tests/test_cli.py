@@ -58,6 +58,10 @@ def test_transcode_errors_are_one_line(make_source: MakeSource, tmp_path: Path) 
         surge("transcode", str(source), "--out", str(tmp_path / "d"), "--segment-duration", "5"), "multiple"
     )
     assert_one_line_error(
+        surge("transcode", str(source), "--out", str(tmp_path / "e"), "--audio-language", "klingon!"),
+        "not a language tag",
+    )
+    assert_one_line_error(
         surge("transcode", str(source), "--out", str(tmp_path / "no" / "parent")), "is not a directory"
     )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from media.errors import InvalidInput
 from media.ladder import DEFAULT_LADDER, Rendition, Rung, choose_ladder
-from media.probe import SourceFacts
+from media.probe import SourceFacts, bcp47_language
 
 X264_PRESETS = (
     "ultrafast",
@@ -52,6 +52,11 @@ class PackageConfig:
             raise InvalidInput("the audio bitrate must be 16k-512k")
         if not self.ladder:
             raise InvalidInput("the ladder is empty")
+        if self.audio_language != "und":
+            standard = bcp47_language(self.audio_language)
+            if standard is None:
+                raise InvalidInput(f"{self.audio_language!r} is not a language tag (e.g. en, fr, pt-BR)")
+            object.__setattr__(self, "audio_language", standard)  # eng -> en, as HLS wants
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from media.errors import DamagedMedia, UnsupportedMedia
-from media.probe import facts_from_probe, looks_like_mp4, probe_error, probe_source
+from media.probe import bcp47_language, facts_from_probe, looks_like_mp4, probe_error, probe_source
 from tests.conftest import MakeSource
 
 
@@ -54,7 +54,17 @@ def test_audio_facts() -> None:
     )
     facts = facts_from_probe(probe)
     assert facts.has_audio and facts.audio_codec == "aac" and facts.audio_channels == 6
-    assert facts.audio_language == "fre"
+    assert facts.audio_language == "fr"  # ISO 639-2 in the container, the shortest RFC 5646 tag for HLS
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [("eng", "en"), ("ger", "de"), ("deu", "de"), ("chi", "zh"), ("en-US", "en-US"), ("EN", "en"),
+     ("yue", "yue"), ("qaa", "qaa"), ("und", None), ("english", None), ("e n", None), ("123", None),
+     ("", None)],
+)  # fmt: skip
+def test_container_languages_become_rfc5646_tags(tag: str, expected: str | None) -> None:
+    assert bcp47_language(tag) == expected
 
 
 @pytest.mark.parametrize(

@@ -64,11 +64,18 @@ def test_output_frame_rate(rate: Fraction, expected: tuple[Fraction, int]) -> No
         {"segment_duration": 0},
         {"audio_bitrate": 1_000},
         {"ladder": ()},
+        {"audio_language": "english"},
     ],
 )
 def test_config_rejects_nonsense(options: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
         PackageConfig(**options)  # type: ignore[arg-type]
+
+
+def test_audio_language_option_is_stored_as_its_shortest_tag() -> None:
+    assert PackageConfig(audio_language="ger").audio_language == "de"
+    assert PackageConfig(audio_language="pt-BR").audio_language == "pt-BR"
+    assert PackageConfig().audio_language == "und"
 
 
 def test_command_is_one_ffmpeg_process_with_one_decode() -> None:
