@@ -185,3 +185,11 @@ def etag_matches(if_none_match: str, etag: str | None) -> bool:
 def not_modified_since(if_modified_since: str, last_modified: str | None) -> bool:
     since, modified = parse_http_date(if_modified_since), parse_http_date(last_modified)
     return since is not None and modified is not None and modified <= since
+
+
+def client_has_it(if_none_match: str | None, if_modified_since: str | None, stored: Freshness) -> bool:
+    """RFC 9110 13.2.2: does a client's conditional GET get 304 from this stored 200? If-None-Match,
+    when sent, decides alone."""
+    if if_none_match is not None:
+        return etag_matches(if_none_match, stored.etag)
+    return if_modified_since is not None and not_modified_since(if_modified_since, stored.last_modified)

@@ -22,13 +22,12 @@ from edge.policy import (
     CacheControl,
     Freshness,
     Reuse,
+    client_has_it,
     conditional_headers,
     decide,
-    etag_matches,
     freshness,
     is_storable,
     may_serve_stale_on_error,
-    not_modified_since,
 )
 from edge.prefetch import MAX_MAP_ENTRIES, cmcd_next_object, next_segments
 from edge.singleflight import Fill, SingleFlight, UpstreamFailed
@@ -56,6 +55,10 @@ def cmcd_from_query(query: str) -> str | None:
     return parse_qs(query).get("CMCD", [None])[0]
 
 
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
 def title_of(path: str) -> str:
     """``/titles/<id>/...`` → ``<id>``; the path is already validated."""
     return path.split("/", 3)[2]
@@ -64,7 +67,7 @@ def title_of(path: str) -> str:
 MASTER_ROUTE = "/titles/{title_id}/master.m3u8"
 FILE_ROUTE = "/titles/{title_id}/{rendition}/{file}"
 # Requests whose answer depends on more than the stored object: answered by ``Edge.handle``.
-_NOT_PLAIN_HIT = (b"range", b"if-none-match", b"if-modified-since")
+_CONDITIONS = (b"if-none-match", b"if-modified-since")
 
 
 def is_delivery_path(path: str) -> bool:
@@ -246,7 +249,8 @@ class Edge:
     def fast_answer(self, request: SimpleRequest) -> Answer | None:
         """A fresh hit from memory for a plain GET/HEAD, answered by the front (service.front) without
         aiohttp; None sends the request through ``handle``, which answers everything else."""
-        if any(name in request.headers for name in _NOT_PLAIN_HIT):
+        headers = request.headers
+        if b"range" in headers:
             return None
         path = request.path
         found = self._stored_now(path)
@@ -256,16 +260,23 @@ class Edge:
         now = self.clock()
         if obj.status != 200 or decide(obj.freshness, now) is not Reuse.FRESH:
             return None
+        age = b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
+        route = MASTER_ROUTE if path.count("/") == 3 else FILE_ROUTE
+        if any(name in headers for name in _CONDITIONS):
+            inm, ims = (headers.get(name) for name in _CONDITIONS)
+            if client_has_it(_text(inm), _text(ims), obj.freshness):
+                self.stats.record(title_of(path), 0, now, hit=True)
+                return Answer(render_head(304, self.replayed_headers(obj), None) + age, b"", 304, route)
         if not obj.head:
             obj.head = render_head(200, self.replayed_headers(obj), obj.size)
-        head = obj.head + b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
+        head = obj.head + age
         if request.method != "GET":
             body = b""
         self.stats.record(title_of(path), len(body), now, hit=True)
         if path.endswith(".m4s"):
             cmcd = request.headers.get(b"cmcd-request")
             self.prefetch(path, cmcd.decode("latin-1") if cmcd else cmcd_from_query(request.query))
-        return Answer(head, body, 200, MASTER_ROUTE if path.count("/") == 3 else FILE_ROUTE)
+        return Answer(head, body, 200, route)
 
     def _stored_now(self, path: str) -> tuple[CachedObject | DiskEntry, bytes | memoryview] | None:
         """What ``lookup`` would find without waiting: a memory object, or a disk-tier body already
@@ -285,13 +296,9 @@ class Edge:
         headers = self.replayed_headers(obj)
         headers["Age"] = str(int(obj.freshness.age(now)))
         headers["X-Cache"] = cache
-        etag, last_modified = obj.freshness.etag, obj.freshness.last_modified
         if obj.status == 200:
-            inm = request.headers.get("If-None-Match")
-            ims = request.headers.get("If-Modified-Since")
-            if (inm is not None and etag_matches(inm, etag)) or (
-                inm is None and ims is not None and not_modified_since(ims, last_modified)
-            ):
+            inm, ims = request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
+            if client_has_it(inm, ims, obj.freshness):
                 return web.Response(status=304, headers=headers)
             if "Range" in request.headers:
                 return self._range(request, obj, headers)

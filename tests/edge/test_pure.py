@@ -239,9 +239,8 @@ async def test_fast_answers_are_fresh_memory_hits_of_plain_requests_only() -> No
     edge = Edge(EdgeConfig(upstreams=("http://127.0.0.1:9",), edge_id="e1"), clock=lambda: now[0])
     path = "/titles/show-abc123/360p/seg_00000.m4s"
     headers = {"Content-Type": "video/iso.segment", "Cache-Control": "max-age=60", "Content-Length": "5"}
-    edge.memory.put(
-        CachedObject(path, 200, headers, b"hello", freshness({"cache-control": "max-age=60"}, T0, T0))
-    )
+    stored = freshness({"cache-control": "max-age=60", "etag": '"v1"', "last-modified": DATE}, T0, T0)
+    edge.memory.put(CachedObject(path, 200, headers, b"hello", stored))
 
     def ask(method: str = "GET", target: str = path, **extra: bytes) -> Answer | None:
         request = SimpleRequest(
@@ -260,9 +259,18 @@ async def test_fast_answers_are_fresh_memory_hits_of_plain_requests_only() -> No
     head = ask("HEAD")
     assert head is not None and head.body == b"" and b"Content-Length: 5\r\n" in head.head
     assert edge.stats.hits == 2
-    for refused in (ask(range=b"bytes=0-1"), ask(if_none_match=b'"x"'), ask(if_modified_since=b"x"),
-                    ask(target="/titles/show-abc123/360p/seg_00001.m4s")):  # fmt: skip
+    for refused in (ask(range=b"bytes=0-1"), ask(target="/titles/show-abc123/360p/seg_00001.m4s")):
         assert refused is None
+    not_modified = ask(if_none_match=b'"v0", "v1"')
+    assert not_modified is not None and (not_modified.status, not_modified.body) == (304, b"")
+    assert (
+        not_modified.head.startswith(b"HTTP/1.1 304 Not Modified\r\n")
+        and b"Content-Length" not in not_modified.head
+    )
+    assert ask(if_modified_since=DATE.encode()).status == 304  # type: ignore[union-attr]
+    # If-None-Match decides alone when sent (RFC 9110 13.2.2): a different tag means the whole answer.
+    changed = ask(if_none_match=b'"v0"', if_modified_since=DATE.encode())
+    assert changed is not None and (changed.status, changed.body) == (200, b"hello")
     now[0] = T0 + 61  # stale: revalidation is aiohttp's work
     assert ask() is None
 
