@@ -4,6 +4,7 @@ CPU accounting from /proc, waiting for a quiet machine, and their section of the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -16,6 +17,13 @@ from pathlib import Path
 from subprocess import DEVNULL
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+# wrk's done hook: exact totals and percentiles as one JSON line, read by run_wrk.
+WRK_LUA = """done = function(s, lat, req)
+  local e = s.errors
+  io.write(string.format('bench-json {"requests":%d,"bytes":%d,"us":%d,"p50":%d,"p99":%d,"errors":%d}\\n',
+    s.requests, s.bytes, s.duration, lat:percentile(50), lat:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end"""
 
 
 def free_port() -> int:
@@ -88,6 +96,29 @@ def wait_for_quiet(limit: float) -> float:
     while (idle := idle_fraction()) < 0.9 and time.monotonic() < deadline:
         pass
     return idle
+
+
+def run_wrk(argv: list[str], server_session: int, seconds: float) -> tuple[dict[str, int], float]:
+    """Run wrk (``argv`` loads WRK_LUA with -s): its totals, and the server session's CPU seconds meanwhile.
+    Exits with wrk's output when it failed or more than 1 % of its requests did."""
+    cpu = session_cpu_seconds(server_session)
+    out = sh(argv, seconds + 60)
+    cpu = session_cpu_seconds(server_session) - cpu
+    line = next((x for x in out.splitlines() if x.startswith("bench-json ")), None)
+    if line is None:
+        sys.exit(f"wrk failed: {shlex.join(argv)}\n{out}")
+    totals: dict[str, int] = json.loads(line.removeprefix("bench-json "))
+    if totals["errors"] > totals["requests"] // 100:
+        sys.exit(
+            f"wrk: {totals['errors']} errors in {totals['requests']} requests: {shlex.join(argv)}\n{out}"
+        )
+    return totals, cpu
+
+
+def version(argv: list[str]) -> str:
+    """The first line a tool prints about its version ('' when it prints nothing)."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    return ((done.stdout + done.stderr).strip().splitlines() or [""])[0]
 
 
 def write_doc(heading: str, section: str, doc: Path = DOC) -> None:

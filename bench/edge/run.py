@@ -30,8 +30,7 @@ from pathlib import Path
 from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import free_port, idle_fraction, sh, start, stop, write_doc
-from common import session_cpu_seconds as cpu_seconds
+from common import WRK_LUA, free_port, run_wrk, sh, start, stop, version, wait_for_quiet, write_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -51,12 +50,6 @@ http {{ access_log off; proxy_temp_path {d}/tmp; client_body_temp_path {d}/tmp;
   server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://127.0.0.1:{origin};
     proxy_http_version 1.1; proxy_cache edge; proxy_cache_lock on; proxy_cache_lock_timeout 60s; }} }} }}
 """
-WRK_LUA = """done = function(s, lat, req)
-  local e = s.errors
-  io.write(string.format('bench-json {"requests":%d,"bytes":%d,"us":%d,"p50":%d,"p99":%d,"errors":%d}\\n',
-    s.requests, s.bytes, s.duration, lat:percentile(50), lat:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end"""
 
 
 @dataclass(frozen=True)
@@ -136,19 +129,8 @@ def wrk_argv(args: argparse.Namespace, url: str, conns: int, seconds: float) -> 
 
 
 def wrk(args: argparse.Namespace, url: str, conns: int, seconds: float, pid: int) -> Sample:
-    deadline = time.monotonic() + args.wait_idle
-    while idle_fraction() < 0.9 and time.monotonic() < deadline:
-        pass  # other programs are busy: wait for a quiet machine, within --wait-idle
-    argv = wrk_argv(args, url, conns, seconds)
-    cpu = cpu_seconds(pid)
-    out = sh(argv, seconds + 60)
-    cpu = cpu_seconds(pid) - cpu
-    line = next((x for x in out.splitlines() if x.startswith("bench-json ")), None)
-    if line is None:
-        sys.exit(f"wrk failed: {shlex.join(argv)}\n{out}")
-    r = json.loads(line.removeprefix("bench-json "))
-    if r["errors"] > r["requests"] // 100:
-        sys.exit(f"wrk: {r['errors']} errors in {r['requests']} requests: {shlex.join(argv)}\n{out}")
+    wait_for_quiet(args.wait_idle)  # other programs are busy: wait for a quiet machine, within --wait-idle
+    r, cpu = run_wrk(wrk_argv(args, url, conns, seconds), pid, seconds)
     s = r["us"] / 1e6
     return Sample(r["requests"] / s, r["bytes"] / s, r["p50"] / 1000, r["p99"] / 1000,
                   r["requests"] / max(cpu, 0.01))  # fmt: skip
@@ -216,11 +198,6 @@ def profile(args: argparse.Namespace, url: str, conns: int, pid: int, out: Path)
     lines = [f"self {v / total:6.1%}  {k}" for k, v in own.most_common(10)]
     lines += [f"incl {v / total:6.1%}  {k}" for k, v in below.most_common() if v < 0.99 * total][:10]
     return "\n".join(lines)
-
-
-def version(argv: list[str]) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    return ((done.stdout + done.stderr).strip().splitlines() or [""])[0]
 
 
 def facts() -> str:

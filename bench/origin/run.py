@@ -10,7 +10,6 @@ when other programs share the machine, throughput does. Results go to docs/bench
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -20,13 +19,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import free_port, idle_fraction, sh, start, stop, write_doc
-from common import session_cpu_seconds as cpu_seconds
+from common import WRK_LUA, free_port, run_wrk, sh, start, stop, version, wait_for_quiet, write_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -44,12 +41,6 @@ logs.configure_logging = quiet
 from surge.cli import main
 sys.exit(main(sys.argv[1:]))"""
 # Exact totals as one JSON line (wrk's own Transfer/sec has two decimals).
-WRK_LUA = """done = function(s, lat, req)
-  local e = s.errors
-  io.write(string.format('bench-json {"requests":%d,"bytes":%d,"us":%d,"p50":%d,"p99":%d,"errors":%d}\\n',
-    s.requests, s.bytes, s.duration, lat:percentile(50), lat:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end"""
 EXPOSED = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Age, Content-Encoding"
 CORS = f'add_header Access-Control-Allow-Origin "*"; add_header Access-Control-Expose-Headers "{EXPOSED}";'
 NGINX_CONF = """worker_processes 1;
@@ -120,28 +111,13 @@ def make_title(data: Path) -> Path:
 
 
 def wrk(args: argparse.Namespace, lua: Path, url: str, t: Target, seconds: float, pid: int) -> Sample:
-    deadline = time.monotonic() + args.wait_idle
-    while (idle := idle_fraction()) < 0.9 and time.monotonic() < deadline:
-        pass  # other programs are busy; wait for a quiet machine (bounded by --wait-idle)
+    idle = wait_for_quiet(args.wait_idle)  # other programs are busy; wait, bounded by --wait-idle
     argv = ["taskset", "-c", args.client_cpu, "wrk", "-t1", f"-c{t.connections}", f"-d{seconds}s",
             "--latency", "-s", str(lua), *(a for h in t.headers for a in ("-H", h)), url]  # fmt: skip
-    cpu = cpu_seconds(pid)
-    out = sh(argv, seconds + 60)
-    cpu = cpu_seconds(pid) - cpu
-    line = next((x for x in out.splitlines() if x.startswith("bench-json ")), None)
-    if line is None:
-        sys.exit(f"wrk failed: {shlex.join(argv)}\n{out}")
-    r = json.loads(line.removeprefix("bench-json "))
-    if r["errors"] > r["requests"] // 100:
-        sys.exit(f"wrk: {r['errors']} errors in {r['requests']} requests: {shlex.join(argv)}\n{out}")
+    r, cpu = run_wrk(argv, pid, seconds)
     s = r["us"] / 1e6
     rps = r["requests"] / s
     return Sample(rps, r["bytes"] / s, r["p50"] / 1000, r["p99"] / 1000, r["requests"] / max(cpu, 0.01), idle)
-
-
-def version(argv: list[str]) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    return ((done.stdout + done.stderr).strip().splitlines() or [""])[0]
 
 
 def facts() -> str:
