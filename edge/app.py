@@ -11,8 +11,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from edge.config import EdgeConfig
-from edge.proxy import FILE_ROUTE, MASTER_ROUTE, Edge, validate_path
+from edge.proxy import Edge, validate_path
 from media.errors import InvalidInput, SurgeError
+from media.layout import FILE_ROUTE, MASTER_ROUTE
 from service.front import FAST_PATH
 from service.http import (
     IN_FLIGHT,

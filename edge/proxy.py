@@ -37,7 +37,7 @@ from edge.upstream import Upstreams
 from media.errors import InvalidInput, SurgeError
 from media.hls import parse_media
 from media.ids import is_title_id
-from media.layout import is_safe_component
+from media.layout import delivery_route, is_safe_component
 from service.front import Answer, SimpleRequest, render_head
 from service.logs import log
 
@@ -64,8 +64,6 @@ def title_of(path: str) -> str:
     return path.split("/", 3)[2]
 
 
-MASTER_ROUTE = "/titles/{title_id}/master.m3u8"
-FILE_ROUTE = "/titles/{title_id}/{rendition}/{file}"
 # Requests whose answer depends on more than the stored object: answered by ``Edge.handle``.
 _CONDITIONS = (b"if-none-match", b"if-modified-since")
 
@@ -261,7 +259,7 @@ class Edge:
         if obj.status != 200 or decide(obj.freshness, now) is not Reuse.FRESH:
             return None
         age = b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
-        route = MASTER_ROUTE if path.count("/") == 3 else FILE_ROUTE
+        route = delivery_route(path)
         if any(name in headers for name in _CONDITIONS):
             inm, ims = (headers.get(name) for name in _CONDITIONS)
             if client_has_it(_text(inm), _text(ims), obj.freshness):

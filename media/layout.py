@@ -16,6 +16,14 @@ from media.ids import validate_title_id
 
 # One path component of a published file: rendition names and file names such as seg_00001.m4s.
 _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# The public URLs of published files, as routes: the origin and the edges serve the same ones.
+MASTER_ROUTE = "/titles/{title_id}/master.m3u8"
+FILE_ROUTE = "/titles/{title_id}/{rendition}/{file}"
+
+
+def delivery_route(path: str) -> str:
+    """Which of the two routes an already checked ``/titles/<id>/...`` path is (its metrics label)."""
+    return MASTER_ROUTE if path.count("/") == 3 else FILE_ROUTE
 
 
 def is_safe_component(text: str) -> bool:

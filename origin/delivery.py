@@ -19,14 +19,11 @@ from aiohttp import web
 
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id
-from media.layout import Library, is_safe_component
+from media.layout import FILE_ROUTE, MASTER_ROUTE, Library, delivery_route, is_safe_component
 from origin.cache_headers import cors_headers, delivery_headers, preflight_headers
 from origin.keys import CONFIG, LIBRARY, STORE
 from origin.store import Status
 from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
-
-MASTER_ROUTE = "/titles/{title_id}/master.m3u8"
-FILE_ROUTE = "/titles/{title_id}/{rendition}/{file}"
 
 
 @dataclass(frozen=True)
@@ -145,8 +142,6 @@ def _load(library: Library, title_id: str, components: tuple[str, ...], room: in
 PUBLISHED = web.AppKey("published_files", PublishedFiles)
 # Requests FileResponse answers better: conditional (304/412) and partial (206/416).
 _FILE_RESPONSE_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
-
-
 _FILE_RESPONSE_FAST = tuple(name.lower().encode() for name in _FILE_RESPONSE_HEADERS)
 
 
@@ -181,7 +176,7 @@ def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:
     assert chosen is not None
     head = chosen.head + date_line(time.time()) + b"\r\n"
     body = chosen.body if request.method == "GET" else b""
-    return Answer(head, body, 200, MASTER_ROUTE if len(parts) == 4 else FILE_ROUTE)
+    return Answer(head, body, 200, delivery_route(request.path))
 
 
 async def master(request: web.Request) -> web.StreamResponse:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -48,7 +49,6 @@ _PLAIN_TARGET = re.compile(rb"/[A-Za-z0-9/._~!$&'()*+,;=:@-]*(?:\?[A-Za-z0-9/._~
 _METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 # Header names after which aiohttp must have the rest of the connection: a body may follow, or a switch.
 _BODY_OR_SWITCH = (b"content-length", b"transfer-encoding", b"upgrade")
-_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 404: "Not Found"}
 
 
 @dataclass(slots=True)
@@ -106,7 +106,7 @@ def may_have_body(head: bytes) -> bool:
 
 def render_head(status: int, headers: Mapping[str, str], content_length: int | None) -> bytes:
     """Status line and header lines, without the blank line (the caller may add more lines first)."""
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
     lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "content-length"]
     if content_length is not None:
         lines.append(f"Content-Length: {content_length}")
@@ -287,18 +287,15 @@ class FrontProtocol(asyncio.Protocol):
     def _aiohttp_has_request(self) -> bool:
         return bool(self.inner._request_in_progress or self.inner._messages)
 
-    def _aiohttp_waits_for_headers(self) -> bool:
-        return not self._aiohttp_has_request()
-
     def _watch_aiohttp_headers(self) -> None:
-        if not self._aiohttp_waits_for_headers():
+        if self._aiohttp_has_request():
             self._cancel_header_deadline()
         else:
             self._start_header_deadline()
 
     def _waiting_for_headers(self) -> bool:
         if self._handed_over:
-            return self._aiohttp_waits_for_headers()
+            return not self._aiohttp_has_request()
         return bool(self._pending) and not self._slow
 
     def _start_header_deadline(self) -> None:

@@ -62,7 +62,8 @@ class RequestLines:
 
     def __init__(self, logger: logging.Logger, site: str) -> None:
         self.logger = logger
-        self.site = json.dumps(site)
+        self.site = site
+        self._site_json = json.dumps(site)
         self._lines: list[str] = []
         self._second = -1
         self._ts_prefix = ""
@@ -72,24 +73,24 @@ class RequestLines:
     def add(self, method: str, path: str, status: int, size: int, seconds: float, peer: str) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        if self._handler is None or int(time.time()) != self._second:
-            self._handler = _json_handler()  # looked up again each second: configuration may change
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # once a second: the handler (configuration may change), the stamp
+            self._second = second
+            self._handler = _json_handler()
+            self._ts_prefix = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            if self._handler is not None:
+                self._component = json.dumps(self._handler.formatter.component)  # type: ignore[union-attr]
         handler = self._handler
         if handler is None:
             log(self.logger, "request", method=method, path=path, status=status, bytes=size,
-                ms=round(seconds * 1000, 2), peer=peer, server=json.loads(self.site))  # fmt: skip
+                ms=round(seconds * 1000, 2), peer=peer, server=self.site)  # fmt: skip
             return
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._ts_prefix = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            self._component = json.dumps(handler.formatter.component)  # type: ignore[union-attr]
         self._lines.append(
             f'{{"ts":"{self._ts_prefix}.{int((now - second) * 1000):03d}+00:00","level":"info",'
             f'"component":{self._component},"event":"request","method":"{method}","path":"{path}",'
             f'"status":{status},"bytes":{size},"ms":{round(seconds * 1000, 2)},"peer":"{peer}",'
-            f'"server":{self.site}}}'
+            f'"server":{self._site_json}}}'
         )
         if len(self._lines) == 1:
             asyncio.get_running_loop().call_soon(self._flush, handler)

@@ -20,10 +20,10 @@ from service.http import IN_FLIGHT, METRICS, SERVER_INFO, SITE_NAME, AccessLog, 
 from service.logs import log
 
 logger = logging.getLogger("surge.serve")
+access_logger = logging.getLogger("surge.access")
 # aiohttp's keep-alive timer cannot see the requests the front answers itself, so the front closes idle
 # connections (FrontSettings.idle_timeout) and aiohttp's timer is pushed out of the way.
 AIOHTTP_KEEPALIVE = 7 * 24 * 3600.0
-access_logger = logging.getLogger("surge.access")
 
 
 @dataclass
