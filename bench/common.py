@@ -104,6 +104,30 @@ def run_wrk(argv: list[str], server_session: int, seconds: float) -> tuple[dict[
     cpu = session_cpu_seconds(server_session)
     out = sh(argv, seconds + 60)
     cpu = session_cpu_seconds(server_session) - cpu
+    return wrk_totals(argv, out), cpu
+
+
+def run_wrks_at_once(
+    loads: list[tuple[list[str], int]], seconds: float
+) -> list[tuple[dict[str, int], float]]:
+    """Several wrk runs (argv, server session) at the same moment: each one's totals and its server's CPU
+    seconds meanwhile. Servers sharing a CPU then share whatever else the machine is doing, too."""
+    before = [session_cpu_seconds(session) for _, session in loads]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for argv, _ in loads]  # fmt: skip
+    try:
+        outs = [proc.communicate(timeout=seconds + 60)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    spent = [session_cpu_seconds(session) - b for (_, session), b in zip(loads, before, strict=True)]
+    return [(wrk_totals(argv, out), cpu) for (argv, _), out, cpu in zip(loads, outs, spent, strict=True)]
+
+
+def wrk_totals(argv: list[str], out: str) -> dict[str, int]:
+    """wrk's totals from its output (the WRK_LUA line); exits when it failed or over 1 % of requests did."""
     line = next((x for x in out.splitlines() if x.startswith("bench-json ")), None)
     if line is None:
         sys.exit(f"wrk failed: {shlex.join(argv)}\n{out}")
@@ -112,7 +136,7 @@ def run_wrk(argv: list[str], server_session: int, seconds: float) -> tuple[dict[
         sys.exit(
             f"wrk: {totals['errors']} errors in {totals['requests']} requests: {shlex.join(argv)}\n{out}"
         )
-    return totals, cpu
+    return totals
 
 
 def version(argv: list[str]) -> str:

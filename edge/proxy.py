@@ -66,6 +66,7 @@ def title_of(path: str) -> str:
 
 # Requests whose answer depends on more than the stored object: answered by ``Edge.handle``.
 _CONDITIONS = (b"if-none-match", b"if-modified-since")
+_CONDITION_NAMES = frozenset(_CONDITIONS)
 
 
 def is_delivery_path(path: str) -> bool:
@@ -260,7 +261,7 @@ class Edge:
             return None
         age = b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
         route = delivery_route(path)
-        if any(name in headers for name in _CONDITIONS):
+        if not _CONDITION_NAMES.isdisjoint(headers):
             inm, ims = (headers.get(name) for name in _CONDITIONS)
             if client_has_it(_text(inm), _text(ims), obj.freshness):
                 self.stats.record(title_of(path), 0, now, hit=True)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from media.errors import SurgeError
 from service.front import Answer, FrontProtocol, SimpleRequest
@@ -45,38 +51,74 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(500, "internal server error")
 
 
-class RequestMetrics:
-    """Prometheus counters per route and status; fed by ``AccessLog`` once each response is complete."""
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BUCKET_LABELS = [str(float(bound)) for bound in LATENCY_BUCKETS] + ["+Inf"]  # as prometheus_client's
+
+
+@dataclass
+class _RouteTally:
+    bytes: int = 0
+    seconds: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * len(_BUCKET_LABELS))  # not cumulative
+    created: float = field(default_factory=time.time)
+
+
+class RequestMetrics(Collector):
+    """Prometheus counters per route and status, and a latency histogram per route; fed by ``AccessLog``
+    and ``FastAccess`` once each response is complete.
+
+    The counts are plain numbers turned into metric families when scraped (prometheus_client's custom
+    collector): its ``Counter``/``Histogram`` children take a lock per update, which made an update 1.8 us
+    against 0.4 us here, on a path (the front's cached answers) where a whole answer costs about 10 us.
+    The exposition is the same (``_total``, ``_created``, buckets).
+    """
 
     def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
         self.registry = registry
-        self.requests = Counter(
-            f"{prefix}_requests_total", "HTTP requests", ["route", "method", "status"], registry=registry
-        )
-        self.bytes = Counter(
-            f"{prefix}_response_bytes_total", "Response body bytes", ["route"], registry=registry
-        )
-        self.latency = Histogram(
-            f"{prefix}_request_seconds",
-            "Time to the end of the response",
-            ["route"],
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self._children: dict[tuple[str, str, int], tuple[Counter, Counter, Histogram]] = {}
+        self.prefix = prefix
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._routes: dict[str, _RouteTally] = {}
+        self._created: dict[tuple[str, str, int], float] = {}
+        registry.register(self)
 
     def observe(self, route: str, method: str, status: int, size: int, seconds: float) -> None:
-        # labels() takes a lock and builds a key on every call: look each child up once.
         key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (self.requests.labels(route, method, str(status)), self.bytes.labels(route),
-                        self.latency.labels(route))  # fmt: skip
-            self._children[key] = children
-        requests, sent, latency = children
-        requests.inc()
-        sent.inc(size)
-        latency.observe(seconds)
+        count = self._requests.get(key)
+        if count is None:
+            self._created[key] = time.time()
+            count = 0
+        self._requests[key] = count + 1
+        tally = self._routes.get(route)
+        if tally is None:
+            tally = self._routes[route] = _RouteTally()
+        tally.bytes += size
+        tally.seconds += seconds
+        tally.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> list[Metric]:
+        return list(self._families(with_samples=True))
+
+    def _families(self, with_samples: bool = False) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            f"{self.prefix}_requests", "HTTP requests", labels=["method", "route", "status"]
+        )
+        sent = CounterMetricFamily(f"{self.prefix}_response_bytes", "Response body bytes", labels=["route"])
+        latency = HistogramMetricFamily(
+            f"{self.prefix}_request_seconds", "Time to the end of the response", labels=["route"]
+        )
+        if with_samples:
+            for (route, method, status), count in self._requests.items():
+                created = self._created[route, method, status]
+                requests.add_metric([method, route, str(status)], count, created=created)
+            for route, tally in self._routes.items():
+                sent.add_metric([route], tally.bytes, created=tally.created)
+                cumulative = itertools.accumulate(tally.buckets)
+                latency.add_metric([route], list(zip(_BUCKET_LABELS, cumulative, strict=True)), tally.seconds)
+                latency.add_sample(f"{latency.name}_created", {"route": route}, tally.created)
+        yield from (requests, sent, latency)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -144,6 +186,11 @@ class FastAccess:
         if self.lines is not None:
             path = f"{request.path}?{request.query}" if request.query else request.path
             self.lines.add(request.method, path, answer.status, size, seconds, peer)
+
+    def flush(self) -> None:
+        """Write the log lines still held (at shutdown)."""
+        if self.lines is not None:
+            self.lines.flush()
 
 
 class InFlight:

@@ -71,6 +71,7 @@ async def serve_all(
         loop.add_signal_handler(signum, stop.set)
     runners: list[web.AppRunner] = []
     apps: list[web.Application] = []
+    accesses: list[FastAccess] = []
     try:
         for site in sites:
             app = site.app if isinstance(site.app, web.Application) else site.app()
@@ -91,6 +92,7 @@ async def serve_all(
             if (info := app.get(SERVER_INFO)) is not None:
                 info.server = runner.server
             access = FastAccess(app.get(METRICS), site.name, access_log)
+            accesses.append(access)
             settings = FrontSettings(
                 header_timeout=header_timeout,
                 idle_timeout=keepalive_timeout,
@@ -120,6 +122,8 @@ async def serve_all(
         # exiting server (it would exit by signal, not 0).
         for runner in reversed(runners):
             await runner.cleanup()
+        for access in accesses:
+            access.flush()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, log, logger, "already stopping")
         log(logger, "stopped")

@@ -30,7 +30,18 @@ from pathlib import Path
 from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import WRK_LUA, free_port, run_wrk, sh, start, stop, version, wait_for_quiet, write_doc
+from common import (
+    WRK_LUA,
+    free_port,
+    run_wrk,
+    run_wrks_at_once,
+    sh,
+    start,
+    stop,
+    version,
+    wait_for_quiet,
+    write_doc,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -136,6 +147,20 @@ def wrk(args: argparse.Namespace, url: str, conns: int, seconds: float, pid: int
                   r["requests"] / max(cpu, 0.01))  # fmt: skip
 
 
+def side_by_side(args: argparse.Namespace, path: str, conns: int, pids: tuple[int, int],
+                 urls: tuple[str, str]) -> tuple[float, float]:  # fmt: skip
+    """Two caches under load at the same moment, one wrk each: bytes per CPU-second of each. Both are on
+    the server CPU and both wrks on the client CPU, so whatever else the machine does weighs on both alike
+    (runs one after the other here differ by up to 2x; the ratio of a side-by-side round, by a few %)."""
+    wait_for_quiet(args.wait_idle)
+    loads = [
+        (wrk_argv(args, url + path, conns, args.side_seconds), pid)
+        for url, pid in zip(urls, pids, strict=True)
+    ]
+    (a, cpu_a), (b, cpu_b) = run_wrks_at_once(loads, args.side_seconds)
+    return a["bytes"] / max(cpu_a, 0.01), b["bytes"] / max(cpu_b, 0.01)
+
+
 async def clients(port: int, path: str, count: int) -> tuple[float, list[tuple[float, str]]]:
     """``count`` connections, then the same GET on all of them at once: (sent, [(first byte, X-Cache)])."""
     gate = asyncio.Event()
@@ -212,7 +237,8 @@ def facts() -> str:
 
 
 def report(args: argparse.Namespace, targets: list[Target], res: dict[tuple[str, str], list[Sample]],
-           runs: dict[str, list[Stampede]], note: str, profiles: list[str], command: str) -> str:  # fmt: skip
+           pairs: dict[tuple[str, str], list[tuple[float, float]]], runs: dict[str, list[Stampede]],
+           note: str, profiles: list[str], command: str) -> str:  # fmt: skip
     def med(server: str, target: str, field: str) -> float:
         return statistics.median(getattr(s, field) for s in res[server, target])
 
@@ -236,6 +262,14 @@ def report(args: argparse.Namespace, targets: list[Target], res: dict[tuple[str,
             rows.append(f"| {t.name}, {label} | {' | '.join(f'{x:,.0f}' for x in v)} | {v[0] / v[2]:.2f}x / "
                         f"{v[1] / v[2]:.2f}x | {f'>= {goal}x' if goal else ''} | "
                         f"{verdicts([x / v[2] >= goal for x in v[:2]]) if goal else ''} |")  # fmt: skip
+        if t.field == "bps" and all((s, t.name) in pairs for s in t.servers):
+            rounds = [pairs[s, t.name] for s in t.servers]
+            v = [statistics.median(a for a, _ in r) / 1e6 for r in rounds]
+            v.append(statistics.median(b for r in rounds for _, b in r) / 1e6)
+            ratios = [statistics.median(a / b for a, b in r) for r in rounds]
+            rows.append(f"| {t.name}, side by side, MB/CPU-s | {' | '.join(f'{x:,.0f}' for x in v)} | "
+                        f"{ratios[0]:.2f}x / {ratios[1]:.2f}x | >= {t.goal}x | "
+                        f"{verdicts([r >= t.goal for r in ratios])} |")  # fmt: skip
         lat = " | ".join(f"{med(s, n, 'p50_ms'):.2f} / {med(s, n, 'p99_ms'):.2f}" for s, n in cols)
         rows.append(f"| {t.name}, latency p50 / p99 ms | {lat} | | | |")
     cs = [runs[s] for s in (SURGE, QUIET, VARNISH)]
@@ -262,7 +296,10 @@ def report(args: argparse.Namespace, targets: list[Target], res: dict[tuple[str,
         f"of {args.duration} s; playlist {args.playlist_connections} connections, segment "
         f"{args.segment_connections} ({SEGMENT_BYTES / 1e6:.1f} MB); coalescing origin at "
         f"{args.origin_rate / 1e6:g} MB/s, times from the moment all {args.clients} requests were sent. "
-        f"Ratios: surge edge / Varnish and surge edge --no-access-log / Varnish. {note}", "",
+        f"Ratios: surge edge / Varnish and surge edge --no-access-log / Varnish. \"Side by side\": each edge "
+        f"and Varnish loaded at the same moment on the same CPU, one wrk each, {args.side_rounds} rounds of "
+        f"{args.side_seconds} s; bytes per CPU-second of each, ratio = median of the rounds' ratios (the "
+        f"machine's load weighs on both alike). {note}", "",
         f"```\n{command}\n```", "", f"Machine: {facts()}.", "", *rows, "",
         *(f"<details><summary>{p.split(nl)[0]}</summary>\n\n```\n{p.split(nl, 1)[1]}\n```\n\n</details>\n"
           for p in profiles),
@@ -290,6 +327,8 @@ def main() -> None:
     add("--client-cpu", default="1", help="taskset CPU for wrk, origin and clients (default 1)")
     add("--segment-connections", type=int, default=16, help="(default 16)")
     add("--playlist-connections", type=int, default=50, help="(default 50)")
+    add("--side-rounds", type=int, default=6, help="side-by-side rounds per segment target (default 6)")
+    add("--side-seconds", type=int, default=5, help="seconds per side-by-side round (default 5)")
     add("--clients", type=int, default=200, help="concurrent cold requests (default 200)")
     add("--origin-rate", type=float, default=1e6, help="slow origin bytes/s (default 1e6)")
     add("--profile", action=argparse.BooleanOptionalAction, default=True, help="py-spy the edges")
@@ -370,6 +409,15 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
+        pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (cache, target): [(it, Varnish)]
+        for n in range(args.side_rounds):
+            for t in targets:
+                for s in t.servers if t.field == "bps" else ():
+                    got = side_by_side(args, t.path, t.connections, (procs[s].pid, procs[VARNISH].pid),
+                                       (url[s], url[VARNISH]))  # fmt: skip
+                    pairs.setdefault((s, t.name), []).append(got)
+                    line = f"side by side {n + 1} {t.name} {s} / Varnish: {got[0] / got[1]:.3f}"
+                    print(line, file=sys.stderr, flush=True)
         counts = json.loads(get(url["origin"] + "/counts")[1])["counts"]
         note = (
             f"Origin requests for the hot objects over the whole run: segment {counts.get(SEGMENT, 0)}, "
@@ -383,7 +431,7 @@ def main() -> None:
                 profiles.append(f"py-spy: {s}, {t.name} hits, share of samples\n{text}")
                 print(profiles[-1], file=sys.stderr, flush=True)
         command = shlex.join([".venv/bin/python", "bench/edge/run.py", *sys.argv[1:]])
-        section = report(args, targets, res, runs, note, profiles, command)
+        section = report(args, targets, res, pairs, runs, note, profiles, command)
         print(section)
         if not args.no_doc:
             write_doc(SECTION, section)

@@ -140,6 +140,22 @@ async def test_hits_answered_up_front_are_counted_logged_and_prefetch(peer: Peer
         await stop_edge(edge)
 
 
+async def test_log_lines_of_answers_just_before_a_stop_are_written(peer: Peer) -> None:
+    # Lines of answers given up front are written in batches; stopping writes what is held.
+    edge = await start_edge(peer)
+    await warm(edge, SEGMENT)
+    reader, writer = await connect(edge)
+    writer.write(request("GET", SEGMENT + "?last=1") + request("GET", SEGMENT + "?last=2"))
+    for _ in range(2):
+        status, _, _ = await read_response(reader)
+        assert status == 200
+    assert await stop_edge(edge) == 0
+    writer.close()
+    paths = [e["path"] for e in edge.log if e.get("event") == "request"]
+    assert paths[-2:] == [SEGMENT + "?last=1", SEGMENT + "?last=2"]
+    assert edge.log[-1]["event"] == "stopped"
+
+
 async def test_a_client_that_reads_slowly_gets_every_pipelined_answer_whole(peer: Peer) -> None:
     edge = await start_edge(peer)
     try:
@@ -154,6 +170,31 @@ async def test_a_client_that_reads_slowly_gets_every_pipelined_answer_whole(peer
             assert status == 200 and body == peer.objects[SEGMENT]
             await asyncio.sleep(0.01)
         writer.close()
+    finally:
+        await stop_edge(edge)
+
+
+async def test_large_hits_for_many_connections_at_once_and_one_that_leaves(peer: Peer) -> None:
+    # Large answers are written at the end of each loop pass, one per connection per pass (Outbox).
+    edge = await start_edge(peer)
+    try:
+        await warm(edge, SEGMENT, SECOND)
+        connections = [await connect(edge) for _ in range(8)]
+        paths = [SEGMENT, SECOND, "/healthz", SEGMENT, SECOND]
+        asked = [paths[n % 3 :] + paths[: n % 3] for n in range(len(connections))]  # not all alike
+        for (_, writer), mine in zip(connections, asked, strict=True):
+            writer.write(b"".join(request("GET", path) for path in mine))
+        leaving = connections.pop()[1]
+        leaving.transport.abort()  # gone before its answers were written
+        for (reader, writer), mine in zip(connections, asked, strict=False):
+            for path in mine:
+                status, _, body = await read_response(reader)
+                expected = peer.objects.get(path)
+                assert status == 200 and (body == expected if expected else b'"ok"' in body)
+            writer.close()
+        status, _, _ = await get(edge.url + SEGMENT)  # and it goes on serving, nothing went wrong
+        assert status == 200 and edge.process is not None and edge.process.poll() is None
+        assert not [line for line in edge.log if line.get("level") == "error"]
     finally:
         await stop_edge(edge)
 
