@@ -146,12 +146,13 @@ class Outbox:
     the flush, so pipelined answers keep their order and flow control still applies.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop  # asyncio.get_running_loop() would make a getpid() system call every pass
         self._waiting: list[FrontProtocol] = []
 
     def add(self, front: FrontProtocol) -> None:
         if not self._waiting:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
         self._waiting.append(front)
 
     def flush(self) -> None:
@@ -165,10 +166,10 @@ class FrontProtocol(asyncio.Protocol):
     def __init__(self, inner: RequestHandler, settings: FrontSettings, outbox: Outbox | None = None) -> None:
         self.inner = inner
         self.settings = settings
-        self._outbox = outbox if outbox is not None else Outbox()
+        self._loop = asyncio.get_running_loop()
+        self._outbox = outbox if outbox is not None else Outbox(self._loop)
         self._deferred: tuple[SimpleRequest, Answer, float] | None = None  # answered, not yet written
         self.transport: asyncio.Transport | None = None
-        self._loop = asyncio.get_running_loop()
         self._pending = b""  # received, not yet answered nor handed over
         self._slow = False  # a request handed to aiohttp, its response not finished
         self._handed_over = False  # aiohttp has the rest of this connection
@@ -400,8 +401,9 @@ class FrontSite(web.TCPSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        settings, outbox = self.settings, Outbox()
-        self._server = await asyncio.get_running_loop().create_server(
+        loop = asyncio.get_running_loop()
+        settings, outbox = self.settings, Outbox(loop)
+        self._server = await loop.create_server(
             lambda: FrontProtocol(server(), settings, outbox),
             self._host,
             self._port,
