@@ -327,7 +327,7 @@ def main() -> None:
     add("--client-cpu", default="1", help="taskset CPU for wrk, origin and clients (default 1)")
     add("--segment-connections", type=int, default=16, help="(default 16)")
     add("--playlist-connections", type=int, default=50, help="(default 50)")
-    add("--side-rounds", type=int, default=6, help="side-by-side rounds per segment target (default 6)")
+    add("--side-rounds", type=int, default=10, help="side-by-side rounds per segment target (default 10)")
     add("--side-seconds", type=int, default=5, help="seconds per side-by-side round (default 5)")
     add("--clients", type=int, default=200, help="concurrent cold requests (default 200)")
     add("--origin-rate", type=float, default=1e6, help="slow origin bytes/s (default 1e6)")
