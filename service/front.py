@@ -23,6 +23,7 @@ front owns both: a client that starts a request and does not finish its headers 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -157,9 +158,21 @@ class Outbox:
 
     def flush(self) -> None:
         waiting, self._waiting = self._waiting, []
-        sent = [(front, front.write_deferred()) for front in waiting]
-        for front, done in sent:
-            front.deferred_sent(done)
+        written = [(front, self._guarded(front, front.write_deferred)) for front in waiting]
+        for front, done in written:
+            if done is not None:
+                self._guarded(front, functools.partial(front.deferred_sent, done))
+
+    @staticmethod
+    def _guarded(front: FrontProtocol, step: Callable[[], float | None]) -> float | None:
+        """One connection's failure (an observer's bug, say) closes that connection, not every other one
+        waiting in this pass."""
+        try:
+            return step()
+        except Exception:
+            logger.exception("answering up front failed; the connection is closed")
+            front.abort()
+            return None
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -311,6 +324,11 @@ class FrontProtocol(asyncio.Protocol):
             self.settings.on_answer(request, answer, done - started, self._peer)
         if self._pending:
             self._serve_pending()
+
+    def abort(self) -> None:
+        self._deferred = None
+        if self.transport is not None:
+            self.transport.abort()
 
     def _hand_over(self, data: bytes) -> None:
         self._handed_over = True
