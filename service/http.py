@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -148,6 +149,9 @@ class AccessLog(AbstractAccessLogger):
         size = response.body_length
         if not size and request.method != "HEAD" and response.status in (200, 206):
             size = response.content_length or 0  # sendfile bypasses the body counter
+        started = request.get(STARTED)
+        if started is not None:
+            time = perf_counter() - started
         route = route_name(request)
         app = request.app if isinstance(request, web.Request) else None
         tracker = app.get(IN_FLIGHT) if app is not None else None
@@ -208,6 +212,7 @@ class InFlight:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[STARTED] = perf_counter()
         self.count += 1
         self._idle.clear()
         request[_COUNTED] = True
@@ -234,6 +239,9 @@ class InFlight:
 
 
 _COUNTED = "surge.in_flight"
+# When the middlewares got the request: aiohttp's own request time comes from loop.time(), which uvloop
+# keeps in whole milliseconds.
+STARTED = "surge.started"
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight")
 
 

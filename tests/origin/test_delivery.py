@@ -222,6 +222,20 @@ async def test_traversal_and_unknown_paths_never_leak(published: Published, path
     assert b'{"error"' in response
 
 
+async def test_request_times_are_finer_than_whole_milliseconds(published: Published) -> None:
+    # Requests answered through aiohttp (here /healthz): its own clock under uvloop has whole milliseconds.
+    for n in range(8):
+        status, _, _ = await fetch(f"{published.origin.url}/healthz?n={n}")
+        assert status == 200
+    for _ in range(50):
+        lines = [e for e in published.origin.log if e.get("event") == "request" and "n=" in e.get("path", "")]
+        if len(lines) == 8:
+            break
+        await asyncio.sleep(0.1)
+    assert len(lines) == 8
+    assert any(line["ms"] != int(line["ms"]) for line in lines), lines
+
+
 async def test_healthz_and_metrics(published: Published) -> None:
     status, _, body = await fetch(f"{published.origin.url}/healthz")
     assert status == 200 and b'"ok"' in body
