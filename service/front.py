@@ -3,7 +3,8 @@ timeout and the keep-alive idle timeout.
 
 Fast path: a plain keep-alive ``GET``/``HEAD`` (HTTP/1.1, no body, a path of plain characters) that the
 app can answer from memory — an edge's fresh hit, an origin's published playlist — is answered right in
-``data_received`` with one write: no request object, no task, no middleware chain. On a 2-core machine
+``data_received`` with one write (a large one at the end of the loop pass: ``Outbox``): no request
+object, no task, no middleware chain. On a 2-core machine
 aiohttp's web layer alone costs about half a playlist hit's CPU time (bench/edge), and the common case
 needs none of it. Everything else (a miss, a Range or conditional request, a body, an odd request line,
 anything the recogniser is unsure of) goes to aiohttp's own parser and handlers unchanged. The recogniser
