@@ -110,6 +110,10 @@ class Edge:
         disk = self.disk.capacity if self.disk is not None else 0
         return max(self.memory.capacity, disk) * self.config.max_object_share
 
+    def fits_memory(self, size: int) -> bool:
+        """Small enough for the memory tier; a larger object passes through it (``max_object_share``)."""
+        return size <= self.memory.capacity * self.config.max_object_share
+
     @property
     def answer_timeout(self) -> float:
         """How long a client waits for an upstream's answer before a 504: never a hang."""
@@ -146,13 +150,13 @@ class Edge:
         if body is None:
             return None
         obj = CachedObject(key, entry.status, entry.headers, body, entry.freshness)
-        if obj.size <= self.memory.capacity * self.config.max_object_share:
+        if self.fits_memory(obj.size):
             # Promote a copy: the next hit is served from memory, whatever happens to the file.
             self.memory.put(CachedObject(key, entry.status, entry.headers, bytes(body), entry.freshness))
         return obj
 
     def store(self, obj: CachedObject) -> None:
-        if obj.size <= self.memory.capacity * self.config.max_object_share:
+        if self.fits_memory(obj.size):
             self.memory.put(obj)
         if self.disk is not None and obj.size <= self.disk.capacity * self.config.max_object_share:
             self._spawn(self.disk.put(obj))
@@ -286,7 +290,7 @@ class Edge:
         if self.disk is None:
             return None
         entry = self.disk.get(path)
-        if entry is None or entry.size <= self.memory.capacity * self.config.max_object_share:
+        if entry is None or self.fits_memory(entry.size):
             return None
         body = self.disk.mapped(entry)
         return (entry, body) if body is not None else None

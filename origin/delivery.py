@@ -42,6 +42,11 @@ class Published:
     plain: Representation | None  # in memory when small enough
     gzipped: Representation | None
 
+    @property
+    def memory(self) -> int:
+        """Bytes held in memory."""
+        return sum(len(r.body) for r in (self.plain, self.gzipped) if r is not None)
+
 
 class PublishedFiles:
     """Published files already checked (inside the library, a regular file), with their headers, and
@@ -85,7 +90,7 @@ class PublishedFiles:
         if len(self._known) >= self.LIMIT:
             self._known.clear()
             self.memory_used = 0
-        self.memory_used += sum(len(r.body) for r in (published.plain, published.gzipped) if r is not None)
+        self.memory_used += published.memory
         self._known[key] = published
         return published
 
@@ -95,8 +100,7 @@ class PublishedFiles:
 
     def forget(self, title_id: str) -> None:
         for key in [k for k in self._known if k[0] == title_id]:
-            gone = self._known.pop(key)
-            self.memory_used -= sum(len(r.body) for r in (gone.plain, gone.gzipped) if r is not None)
+            self.memory_used -= self._known.pop(key).memory
 
 
 def answer_headers(headers: dict[str, str], chosen: Representation) -> dict[str, str]:
@@ -142,7 +146,7 @@ def _load(library: Library, title_id: str, components: tuple[str, ...], room: in
 PUBLISHED = web.AppKey("published_files", PublishedFiles)
 # Requests FileResponse answers better: conditional (304/412) and partial (206/416).
 _FILE_RESPONSE_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
-_FILE_RESPONSE_FAST = tuple(name.lower().encode() for name in _FILE_RESPONSE_HEADERS)
+_FILE_RESPONSE_FAST = frozenset(name.lower().encode() for name in _FILE_RESPONSE_HEADERS)
 
 
 def _choose(published: Published, accept_encoding: str) -> Representation | None:
@@ -170,7 +174,7 @@ def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:
     if published is None or published.plain is None:
         return None
     headers = request.headers
-    if any(name in headers for name in _FILE_RESPONSE_FAST):
+    if not _FILE_RESPONSE_FAST.isdisjoint(headers):
         return None
     chosen = _choose(published, headers.get(b"accept-encoding", b"").decode("latin-1"))
     assert chosen is not None
