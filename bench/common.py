@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL
 
@@ -96,6 +97,27 @@ def wait_for_quiet(limit: float) -> float:
     while (idle := idle_fraction()) < 0.9 and time.monotonic() < deadline:
         pass
     return idle
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One wrk run against one server."""
+
+    rps: float
+    bps: float
+    p50_ms: float
+    p99_ms: float
+    per_cpu_s: float  # requests per second of the server's CPU time (user + sys, its whole session)
+    idle: float  # share of the machine idle just before the run
+
+
+def wrk_sample(argv: list[str], server_session: int, seconds: float, wait_idle: float) -> Sample:
+    """Wait (up to ``wait_idle`` s) for a quiet machine, then run wrk (``argv`` loads WRK_LUA)."""
+    idle = wait_for_quiet(wait_idle)
+    r, cpu = run_wrk(argv, server_session, seconds)
+    s = r["us"] / 1e6
+    return Sample(r["requests"] / s, r["bytes"] / s, r["p50"] / 1000, r["p99"] / 1000,
+                  r["requests"] / max(cpu, 0.01), idle)  # fmt: skip
 
 
 def run_wrk(argv: list[str], server_session: int, seconds: float) -> tuple[dict[str, int], float]:

@@ -32,8 +32,8 @@ from subprocess import DEVNULL
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 from common import (
     WRK_LUA,
+    Sample,
     free_port,
-    run_wrk,
     run_wrks_at_once,
     sh,
     start,
@@ -41,6 +41,7 @@ from common import (
     version,
     wait_for_quiet,
     write_doc,
+    wrk_sample,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,15 +72,6 @@ class Target:
     servers: tuple[str, str]  # logged, unlogged
     goal: float  # surge / Varnish, Varnish serving `versus` from memory
     field: str  # "rps" or "bps"; the disk tier is compared with Varnish's memory hits
-
-
-@dataclass(frozen=True)
-class Sample:
-    rps: float
-    bps: float
-    p50_ms: float
-    p99_ms: float
-    per_cpu_s: float  # requests per second of the cache's CPU time (user + sys)
 
 
 @dataclass(frozen=True)
@@ -140,11 +132,7 @@ def wrk_argv(args: argparse.Namespace, url: str, conns: int, seconds: float) -> 
 
 
 def wrk(args: argparse.Namespace, url: str, conns: int, seconds: float, pid: int) -> Sample:
-    wait_for_quiet(args.wait_idle)  # other programs are busy: wait for a quiet machine, within --wait-idle
-    r, cpu = run_wrk(wrk_argv(args, url, conns, seconds), pid, seconds)
-    s = r["us"] / 1e6
-    return Sample(r["requests"] / s, r["bytes"] / s, r["p50"] / 1000, r["p99"] / 1000,
-                  r["requests"] / max(cpu, 0.01))  # fmt: skip
+    return wrk_sample(wrk_argv(args, url, conns, seconds), pid, seconds, args.wait_idle)
 
 
 def side_by_side(args: argparse.Namespace, path: str, conns: int, pids: tuple[int, int],

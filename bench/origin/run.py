@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import WRK_LUA, free_port, run_wrk, sh, start, stop, version, wait_for_quiet, write_doc
+from common import WRK_LUA, Sample, free_port, sh, start, stop, version, write_doc, wrk_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -75,16 +75,6 @@ class Target:
     headers: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Sample:
-    rps: float
-    bps: float
-    p50_ms: float
-    p99_ms: float
-    per_cpu_s: float  # requests per second of server CPU time (user + sys, every thread and process)
-    idle: float  # fraction of the machine idle in the second before the run
-
-
 def ensure_tools() -> None:
     if not (shutil.which("nginx") and shutil.which("wrk")):
         print("installing nginx-light and wrk", file=sys.stderr)
@@ -111,13 +101,9 @@ def make_title(data: Path) -> Path:
 
 
 def wrk(args: argparse.Namespace, lua: Path, url: str, t: Target, seconds: float, pid: int) -> Sample:
-    idle = wait_for_quiet(args.wait_idle)  # other programs are busy; wait, bounded by --wait-idle
     argv = ["taskset", "-c", args.client_cpu, "wrk", "-t1", f"-c{t.connections}", f"-d{seconds}s",
             "--latency", "-s", str(lua), *(a for h in t.headers for a in ("-H", h)), url]  # fmt: skip
-    r, cpu = run_wrk(argv, pid, seconds)
-    s = r["us"] / 1e6
-    rps = r["requests"] / s
-    return Sample(rps, r["bytes"] / s, r["p50"] / 1000, r["p99"] / 1000, r["requests"] / max(cpu, 0.01), idle)
+    return wrk_sample(argv, pid, seconds, args.wait_idle)
 
 
 def facts() -> str:
