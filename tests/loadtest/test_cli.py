@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -12,13 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from loadtest import report
 from surge.cli import main
 from tests.conftest import MakeSource
-from tests.origin.conftest import OriginProcess, upload, wait_for_status
+from tests.origin.conftest import OriginProcess, publish_small_title
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = (int, float)
@@ -160,16 +158,8 @@ def keys_of(spec: Any) -> set[str]:
 def origin_master(tmp_path_factory: pytest.TempPathFactory, make_source: MakeSource) -> Iterator[str]:
     """A real origin with one title uploaded through it: 8 s of 640x360, renditions 234p, 360p + audio."""
     origin = OriginProcess(tmp_path_factory.mktemp("origin") / "data", "--preset", "ultrafast").start()
-
-    async def publish() -> str:
-        async with aiohttp.ClientSession() as session:
-            source = make_source("with-audio.mp4", width=640, height=360, duration=8)
-            _, body, _ = await upload(session, origin.url, source)
-            await wait_for_status(session, origin.url, body["id"], {"ready"})
-            return f"{origin.url}/titles/{body['id']}/master.m3u8"
-
     try:
-        yield asyncio.run(publish())
+        yield f"{origin.url}/titles/{publish_small_title(origin, make_source)}/master.m3u8"
     finally:
         origin.stop()
 

@@ -18,6 +18,8 @@ from typing import Any, Self
 import aiohttp
 import pytest
 
+from tests.conftest import MakeSource
+
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -122,6 +124,19 @@ async def upload(
         headers=AUTH | {"Content-Type": content_type},
     ) as response:
         return response.status, await response.json(), response
+
+
+def publish_small_title(origin: OriginProcess, make_source: MakeSource) -> str:
+    """Upload 8 s of 640x360 with audio to a running origin and wait until it is ready: its title id."""
+
+    async def publish() -> str:
+        async with aiohttp.ClientSession() as session:
+            source = make_source("with-audio.mp4", width=640, height=360, duration=8)
+            _, body, _ = await upload(session, origin.url, source)
+            await wait_for_status(session, origin.url, body["id"], {"ready"})
+            return str(body["id"])
+
+    return asyncio.run(publish())
 
 
 def files_under(directory: Path) -> list[str]:

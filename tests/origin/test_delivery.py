@@ -14,7 +14,7 @@ import pytest
 from multidict import CIMultiDict
 
 from tests.conftest import MakeSource
-from tests.origin.conftest import OriginProcess, upload, wait_for_status
+from tests.origin.conftest import OriginProcess, publish_small_title
 
 
 @dataclass
@@ -30,16 +30,8 @@ class Published:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory, make_source: MakeSource) -> Iterator[Published]:
     origin = OriginProcess(tmp_path_factory.mktemp("origin") / "data", "--preset", "ultrafast").start()
-
-    async def publish() -> str:
-        async with aiohttp.ClientSession() as session:
-            source = make_source("with-audio.mp4", width=640, height=360, duration=8)
-            _, body, _ = await upload(session, origin.url, source)
-            await wait_for_status(session, origin.url, body["id"], {"ready"})
-            return str(body["id"])
-
     try:
-        yield Published(origin, asyncio.run(publish()))
+        yield Published(origin, publish_small_title(origin, make_source))
     finally:
         origin.stop()
 
