@@ -1,0 +1,233 @@
+"""Several machines on one: hosts as network namespaces on a bridge, for tests and benchmarks.
+
+A ``Lab`` owns one bridge in the root namespace and a /27 of the documentation range 198.51.100.0/24
+(RFC 5737): the bridge takes the first address (processes of the root namespace, such as the origin and
+the fleet, bind it), and every ``Host`` is a namespace joined to the bridge by a veth pair, with the next
+free address. A host's card can be limited with ``tc ... tbf`` in each direction. Processes started on a
+host run inside its namespace; ``Host.kill()`` ends all of them, as pulling a machine's plug would.
+
+Names are unique per lab, and a lab records its owner's PID under ``/run/surge-labs``: ``Lab.close()``
+tears everything down by name, and a new lab first sweeps what a killed owner left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NETWORK = ipaddress.ip_network("198.51.100.0/24")
+SLICE_PREFIX = 27  # 8 labs at once, 29 hosts each
+RECORDS = Path("/run/surge-labs")
+
+
+def _ip(*args: str, namespace: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = ["ip", *(["netns", "exec", namespace, "ip"] if namespace else []), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=check, timeout=10)
+
+
+def _tc(*args: str, namespace: str | None = None) -> None:
+    command = [*(["ip", "netns", "exec", namespace] if namespace else []), "tc", *args]
+    subprocess.run(command, capture_output=True, text=True, check=True, timeout=10)
+
+
+def unavailable_reason() -> str | None:
+    """Why namespaces cannot be made here, or None when they can (tried for real, then removed)."""
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "iproute2 (ip, tc) is not installed"
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    probe = f"surge-probe-{secrets.token_hex(3)}"
+    try:
+        subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=True, timeout=10)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        detail = getattr(err, "stderr", "") or str(err)
+        return f"the kernel refused a network namespace: {detail.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False, timeout=10)
+    return None
+
+
+@dataclass
+class Host:
+    """One emulated machine: a namespace with one card on the lab's bridge."""
+
+    name: str
+    namespace: str
+    address: str
+    outer: str  # the veth end in the root namespace: shaping it limits what the host receives
+    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    def popen(self, args: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
+        """Start ``args`` inside this host."""
+        process = subprocess.Popen(["ip", "netns", "exec", self.namespace, *args], **options)
+        self.processes.append(process)
+        return process
+
+    def run(self, args: Sequence[str], **options: Any) -> subprocess.CompletedProcess[Any]:
+        return subprocess.run(["ip", "netns", "exec", self.namespace, *args], **options)
+
+    def shape(self, egress: str | None = None, ingress: str | None = None) -> None:
+        """Limit the card (``tbf``, e.g. ``"200mbit"``): ``egress`` what it sends, ``ingress`` what it
+        receives. Called again, it changes the rate of a running link."""
+        if egress:
+            _tbf("eth0", egress, self.namespace)
+        if ingress:
+            _tbf(self.outer, ingress, None)
+
+    def pids(self) -> list[int]:
+        listed = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True,
+                                check=False, timeout=10)  # fmt: skip
+        return [int(pid) for pid in listed.stdout.split()]
+
+    def kill(self) -> None:
+        """Every process in the namespace, at once (SIGKILL): the machine is gone."""
+        for _ in range(5):  # a process may fork while we kill
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        for process in self.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+
+
+def _tbf(device: str, rate: str, namespace: str | None) -> None:
+    # burst: at least rate/HZ; 256 KiB keeps 200 Mbit/s+ exact; latency bounds the queue as a card's would.
+    _tc("qdisc", "replace", "dev", device, "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms",
+        namespace=namespace)  # fmt: skip
+
+
+class Lab:
+    """A bridge and its hosts. Use as a context manager; ``close()`` is safe to call more than once."""
+
+    def __init__(self, prefix: str = "sl") -> None:
+        if not (prefix.isalnum() and len(prefix) <= 3):
+            raise ValueError("a lab prefix is 1-3 letters or digits")
+        self.id = prefix + secrets.token_hex(3)  # interface names stay within 15 characters
+        self.bridge = f"{self.id}br"
+        self.hosts: list[Host] = []
+        self._closed = False
+        RECORDS.mkdir(parents=True, exist_ok=True)
+        with _records_lock():
+            _sweep_orphans()
+            self.network = _free_slice()
+            (RECORDS / self.id).write_text(f"{os.getpid()} {self.network}\n")
+        addresses = list(self.network.hosts())
+        self._free = addresses[1:]
+        self.address = str(addresses[0])
+        try:
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("addr", "add", f"{self.address}/{SLICE_PREFIX}", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add_host(self, name: str, egress: str | None = None, ingress: str | None = None) -> Host:
+        if not self._free:
+            raise RuntimeError("this lab has no free address left")
+        index = len(self.hosts)
+        namespace = f"{self.id}-{name}"
+        outer, inner = f"{self.id}v{index}", f"{self.id}p{index}"
+        host = Host(name, namespace, str(self._free.pop(0)), outer)
+        self.hosts.append(host)
+        _ip("netns", "add", namespace)
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", namespace)
+        _ip("link", "set", outer, "master", self.bridge)
+        _ip("link", "set", outer, "up")
+        _ip("link", "set", "lo", "up", namespace=namespace)
+        _ip("link", "set", inner, "name", "eth0", namespace=namespace)
+        _ip("addr", "add", f"{host.address}/{SLICE_PREFIX}", "dev", "eth0", namespace=namespace)
+        _ip("link", "set", "eth0", "up", namespace=namespace)
+        host.shape(egress, ingress)
+        return host
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for host in self.hosts:
+            host.kill()
+        _remove(self.id)
+
+
+def _remove(lab_id: str) -> None:
+    """Everything a lab made, by name: namespaces (and the processes in them), veths, the bridge."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False, timeout=10)
+    for line in listed.stdout.splitlines():
+        namespace = line.split()[0] if line.split() else ""
+        if namespace.startswith(f"{lab_id}-"):
+            pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True,
+                                  check=False, timeout=10).stdout.split()  # fmt: skip
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _ip("netns", "del", namespace, check=False)
+    links = _ip("-o", "link", "show", check=False).stdout
+    for line in links.splitlines():
+        device = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+        if device.startswith(lab_id) and not device.endswith("br"):
+            _ip("link", "del", device, check=False)
+    _ip("link", "del", f"{lab_id}br", check=False)
+    with contextlib.suppress(FileNotFoundError):
+        (RECORDS / lab_id).unlink()
+
+
+@contextlib.contextmanager
+def _records_lock() -> Iterator[None]:
+    with (RECORDS / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_orphans() -> None:
+    for record in RECORDS.iterdir():
+        if record.name.startswith("."):
+            continue
+        try:
+            pid = int(record.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if not _alive(pid):
+            _remove(record.name)
+
+
+def _free_slice() -> ipaddress.IPv4Network:
+    used = set()
+    for record in RECORDS.iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            used.add(ipaddress.ip_network(record.read_text().split()[1]))
+    for candidate in NETWORK.subnets(new_prefix=SLICE_PREFIX):  # type: ignore[union-attr]
+        if candidate not in used:
+            return candidate  # type: ignore[return-value]
+    raise RuntimeError("every slice of 198.51.100.0/24 is taken by a running lab")
