@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from edge.config import EdgeConfig
 from edge.proxy import Edge, validate_path
+from edge.stats import EdgeReport
 from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE
 from service.front import FAST_PATH
@@ -95,25 +96,24 @@ async def purge_api(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     edge = request.app[EDGE]
     now = edge.clock()
-    return web.json_response(
-        {
-            "id": edge.config.edge_id,
-            "time": now,
-            "uptime_s": round(time.monotonic() - request.app[STARTED], 3),
-            "titles": edge.stats.rates(now),
-            "hit_ratio": round(edge.stats.hit_ratio, 4),
-            "hits": edge.stats.hits,
-            "misses": edge.stats.misses,
-            "upstream_fetches": edge.upstream_fetches,
-            "objects_memory": len(edge.memory),
-            "bytes_cached_memory": edge.memory.used,
-            "objects_disk": len(edge.disk) if edge.disk else 0,
-            "bytes_cached_disk": edge.disk.used if edge.disk else 0,
-            "in_flight_requests": request.app[IN_FLIGHT].count,
-            "fills_in_flight": len(edge.flights),
-            "connections": request.app[SERVER_INFO].connections,
-        }
+    report = EdgeReport(
+        id=edge.config.edge_id,
+        time=now,
+        uptime_s=round(time.monotonic() - request.app[STARTED], 3),
+        titles=edge.stats.rates(now),
+        hit_ratio=round(edge.stats.hit_ratio, 4),
+        hits=edge.stats.hits,
+        misses=edge.stats.misses,
+        upstream_fetches=edge.upstream_fetches,
+        objects_memory=len(edge.memory),
+        bytes_cached_memory=edge.memory.used,
+        objects_disk=len(edge.disk) if edge.disk else 0,
+        bytes_cached_disk=edge.disk.used if edge.disk else 0,
+        in_flight_requests=request.app[IN_FLIGHT].count,
+        fills_in_flight=len(edge.flights),
+        connections=request.app[SERVER_INFO].connections,
     )
+    return web.json_response(report.to_json())
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from service.front import FAST_PATH, FrontSettings, FrontSite
 from service.http import IN_FLIGHT, METRICS, SERVER_INFO, SITE_NAME, AccessLog, FastAccess
 from service.logs import log
+from service.urls import advertised_url
 
 logger = logging.getLogger("surge.serve")
 access_logger = logging.getLogger("surge.access")
@@ -34,6 +36,9 @@ class Site:
     port: int
     on_listening: Callable[[str], None] | None = None
     name: str = "server"
+    # What others use to reach it (service/urls.py): a whole URL, or a host name for the bound port.
+    advertise_url: str | None = None
+    public_host: str | None = None
 
 
 async def serve(
@@ -47,9 +52,11 @@ async def serve(
     header_timeout: float = 10.0,
     keepalive_timeout: float = 75.0,
     name: str = "server",
+    advertise_url: str | None = None,
+    public_host: str | None = None,
 ) -> None:
     await serve_all(
-        [Site(app, host, port, on_listening, name)],
+        [Site(app, host, port, on_listening, name, advertise_url, public_host)],
         shutdown_timeout=shutdown_timeout,
         access_log=access_log,
         header_timeout=header_timeout,
@@ -102,10 +109,14 @@ async def serve_all(
             tcp = FrontSite(runner, site.host, site.port, settings, reuse_address=True)
             await tcp.start()
             bound = runner.addresses[0]
-            url = (
-                f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
+            url = advertised_url(
+                site.host,
+                bound[1],
+                hostname=socket.gethostname(),
+                advertise_url=site.advertise_url,
+                public_host=site.public_host,
             )
-            log(logger, "listening", url=url, name=site.name)
+            log(logger, "listening", url=url, bound=f"{bound[0]}:{bound[1]}", name=site.name)
             if site.on_listening is not None:
                 site.on_listening(url)
         await stop.wait()

@@ -8,15 +8,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
 from loadtest.cli import add_loadtest_parser
-from media.errors import AlreadyExists, SurgeError
+from media.errors import AlreadyExists, InvalidInput, SurgeError
 from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.title import TitleInfo
 from service.loop import run, run_server
+from service.urls import is_loopback_host, is_loopback_url, validate_base_url
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
@@ -202,6 +204,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
             on_listening=on_listening,
             name="origin",
             access_log=not args.no_access_log,
+            public_host=args.public_host,
         )
     )
     return 0
@@ -292,12 +295,16 @@ def cmd_edge(args: argparse.Namespace) -> int:
             header_timeout=config.header_timeout,
             keepalive_timeout=config.keepalive_timeout,
             name="edge",
+            advertise_url=args.advertise_url and validate_base_url(args.advertise_url, "--advertise-url"),
+            public_host=args.public_host,
         )
     )
     return 0
 
 
-def _fleet_parts(args: argparse.Namespace, origin_url: str) -> tuple[object, object]:
+def _fleet_parts(
+    args: argparse.Namespace, origin_url: str, bind_host: str, public_host: str | None
+) -> tuple[object, object]:
     """The fleet and its router settings from command-line flags."""
     from edge.router.app import RouterSettings
     from edge.router.backends import LocalProcesses
@@ -310,12 +317,34 @@ def _fleet_parts(args: argparse.Namespace, origin_url: str) -> tuple[object, obj
     scaler = ScalerConfig(
         min_edges=args.min_edges,
         max_edges=args.max_edges,
-        edge_capacity=args.edge_capacity,
+        capacity=args.edge_capacity,
         scale_in_window=args.scale_in_window,
     )
     config = FleetConfig(origin=origin_url, scaler=scaler)
-    fleet = Fleet(config, LocalProcesses(origin_url, tuple(edge_args)))
+    if args.backend == "ray":
+        if is_loopback_url(origin_url):
+            raise InvalidInput(
+                f"the origin's URL {origin_url} is a loopback address, which edges on other machines cannot"
+                " reach: give the origin a public address (surge up: --host ADDR or --public-host NAME)"
+            )
+        try:
+            from edge.router.ray_backend import RayEdges
+        except ImportError:
+            raise SurgeError("--backend ray needs the ray package: pip install 'surge[ray]'") from None
+        backend: object = RayEdges(origin_url, args.ray_address, tuple(edge_args), args.ray_namespace)
+    else:
+        backend = LocalProcesses(origin_url, tuple(edge_args), host=bind_host, public_host=public_host)
+    fleet = Fleet(config, backend)  # type: ignore[arg-type]
     return fleet, RouterSettings(origin=origin_url, steering=not args.no_steering, redirect=args.redirect)
+
+
+def _public_edges(args: argparse.Namespace, origin_url: str) -> None:
+    """No loopback URL leaves a fleet that was not told to bind loopback."""
+    if args.backend == "local" and not is_loopback_host(args.host) and is_loopback_url(origin_url):
+        raise InvalidInput(
+            f"--origin {origin_url} is a loopback URL but the fleet serves other machines (--host "
+            f"{args.host}): give the origin's public URL"
+        )
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
@@ -324,8 +353,13 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from service.serve import Site, serve_all
 
     configure_logging("fleet")
-    fleet, settings = _fleet_parts(args, args.origin.rstrip("/"))
-    site = Site(make_app(fleet, settings), args.host, args.port, name="fleet")  # type: ignore[arg-type]
+    origin = validate_base_url(args.origin, "--origin")
+    _public_edges(args, origin)
+    public_url = args.public_url and validate_base_url(args.public_url, "--public-url")
+    public_host = urlsplit(public_url).hostname if public_url else None
+    fleet, settings = _fleet_parts(args, origin, args.host, public_host)
+    site = Site(make_app(fleet, settings), args.host, args.port, name="fleet",  # type: ignore[arg-type]
+                advertise_url=public_url)  # fmt: skip
     run_server(serve_all([site]))
     return 0
 
@@ -343,7 +377,7 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
 
     def router() -> web.Application:
         # Built once the origin listens: the fleet needs its real URL (port 0 picks one).
-        fleet, settings = _fleet_parts(args, urls["origin"])
+        fleet, settings = _fleet_parts(args, urls["origin"], args.host, args.public_host)
         return make_router(fleet, settings)  # type: ignore[arg-type]
 
     def fleet_listening(url: str) -> None:
@@ -352,8 +386,9 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
 
     sites = [
         Site(make_origin(origin_config), origin_config.host, origin_config.port, name="origin",
-             on_listening=lambda url: urls.__setitem__("origin", url)),
-        Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet"),
+             on_listening=lambda url: urls.__setitem__("origin", url), public_host=args.public_host),
+        Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet",
+             public_host=args.public_host),
     ]  # fmt: skip
     run_server(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout))
     return 0
@@ -370,8 +405,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _fleet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-edges", type=int, default=1, help="edges always running (default 1)")
     parser.add_argument("--max-edges", type=int, default=8, help="most edges at once (default 8)")
-    parser.add_argument("--edge-capacity", type=float, default=2000.0,
-                        help="requests/s one edge serves comfortably (default 2000)")  # fmt: skip
+    parser.add_argument("--edge-capacity", type=_capacity, default="2000rps",
+                        help="what one edge serves comfortably: 2000rps, 800mbit or both as 2000rps,800mbit "
+                             "(a bare number is requests/s; default 2000rps)")  # fmt: skip
     parser.add_argument("--scale-in-window", type=float, default=300.0,
                         help="seconds of low demand before an edge is drained (default 300)")  # fmt: skip
     parser.add_argument("--cache-mem", default="512MiB", help="memory cache of each edge (default 512MiB)")
@@ -379,12 +415,34 @@ def _fleet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-access-log", action="store_true", help="a log line per edge request")
     parser.add_argument("--no-steering", action="store_true", help="no HLS Content Steering in masters")
     parser.add_argument("--redirect", action="store_true", help="answer masters with a 302 to the edge")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where edges run: local processes (default) or the machines of a Ray cluster",
+    )
+    parser.add_argument("--ray-address", help="the Ray head's HOST:PORT (default: this machine's cluster)")
+    parser.add_argument("--ray-namespace", default="surge",
+                        help="Ray namespace of the edge actors (default surge)")  # fmt: skip
+
+
+def _capacity(text: str) -> object:
+    from edge.router.scaler import parse_capacity
+
+    try:
+        return parse_capacity(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument(
+        "--public-host",
+        help="host name players and other machines use (default: HOST, or this machine's name for 0.0.0.0)",
+    )
     parser.add_argument("--max-upload", default="4GiB", help="largest accepted upload (default 4GiB)")
     parser.add_argument(
         "--min-free-disk", default="1GiB", help="refuse uploads that leave less free (default 1GiB)"
@@ -451,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--parent", help="a parent edge to fill from first (shield tier)")
     edge.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     edge.add_argument("--port", type=int, default=8081, help="port (default 8081; 0 picks a free one)")
+    edge.add_argument("--advertise-url", help="URL players and sibling edges use (default http://HOST:PORT)")
+    edge.add_argument("--public-host", help="host name for the advertised URL, with the bound port")
     edge.add_argument("--cache-mem", default="512MiB", help="memory cache size (default 512MiB)")
     edge.add_argument("--cache-dir", help="directory of the disk cache tier (off by default)")
     edge.add_argument("--cache-disk", help="disk cache size, e.g. 10GiB (needs --cache-dir)")
@@ -468,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--origin", required=True, help="origin URL the edges fill from")
     fleet.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fleet.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    fleet.add_argument("--public-url", help="the fleet's URL as players see it (default http://HOST:PORT)")
     _fleet_options(fleet)
     fleet.set_defaults(handler=cmd_fleet)
 

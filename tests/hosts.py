@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
+import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -231,3 +233,102 @@ def _free_slice() -> ipaddress.IPv4Network:
         if candidate not in used:
             return candidate  # type: ignore[return-value]
     raise RuntimeError("every slice of 198.51.100.0/24 is taken by a running lab")
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+class RayCluster:
+    """A Ray head on the lab's bridge address (root namespace) and worker nodes on hosts.
+
+    Every process is started with ``--block`` and known by PID; ``close()`` stops them and then kills
+    whatever still names this cluster's temporary directory (the workers Ray forked)."""
+
+    def __init__(self, lab: Lab, ray: str, *, head_resources: dict[str, float] | None = None):
+        self.lab = lab
+        self.ray = ray
+        self.temp_dir = Path(f"/tmp/{lab.id}-ray")  # short: unix socket paths have at most 107 bytes
+        # A lab cluster is reachable from its own namespaces only; token auth would also need the token
+        # in every test process (Ray turns it on by itself once ~/.ray/auth_token exists).
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+        self.port = free_port(lab.address)
+        self.address = f"{lab.address}:{self.port}"
+        self.nodes: dict[str, subprocess.Popen[Any]] = {}
+        common = ["--block", "--disable-usage-stats", "--num-cpus", "1", "--object-store-memory", "80000000"]
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.head_log = self.temp_dir / "head.log"
+        with self.head_log.open("w") as head_log:
+            self.head = subprocess.Popen(
+                [ray, "start", "--head", "--node-ip-address", lab.address, "--port", str(self.port),
+                 "--include-dashboard=false", "--ray-client-server-port", str(free_port(lab.address)),
+                 "--temp-dir", str(self.temp_dir / "head"), "--resources", _json(head_resources or {}), *common],
+                stdout=head_log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            )  # fmt: skip
+        self._common = common
+        try:
+            self.wait_for_nodes(1)
+        except BaseException:
+            self.close()
+            raise
+
+    def add_node(self, host: Host, resources: dict[str, float]) -> None:
+        # Unix sockets live in the one file system that every namespace shares: a directory per node.
+        self.nodes[host.name] = host.popen(
+            [self.ray, "start", "--address", self.address, "--node-ip-address", host.address,
+             "--resources", _json(resources), "--temp-dir", str(self.temp_dir / host.name), *self._common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,
+        )  # fmt: skip
+
+    def status(self) -> str:
+        done = subprocess.run([self.ray, "status", "--address", self.address], capture_output=True, text=True,
+                              env=self.env, timeout=30, check=False)  # fmt: skip
+        return done.stdout
+
+    def alive_nodes(self) -> int:
+        text = self.status()
+        if "Active:" not in text:
+            return 0
+        active = text.split("Active:", 1)[1].split("Pending:", 1)[0]
+        return sum(1 for line in active.splitlines() if line.strip().startswith("1 node_"))
+
+    def wait_for_nodes(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.alive_nodes() < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray cluster has fewer than {count} nodes: {self.status()}\n"
+                                   f"head: {self.head_log.read_text()[-3000:]}")  # fmt: skip
+            if self.head.poll() is not None:
+                raise RuntimeError(f"the Ray head exited with {self.head.returncode}")
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        for process in [*self.nodes.values(), self.head]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*self.nodes.values(), self.head]:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pid in _pids_mentioning(str(self.temp_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _json(value: dict[str, float]) -> str:
+    return json.dumps(value)
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+    return pids

@@ -151,15 +151,19 @@ def make_app(fleet: Fleet, settings: RouterSettings) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=10, sock_connect=2)
         app[SESSION] = aiohttp.ClientSession(timeout=timeout)
-        await fleet.start()
+        try:
+            await fleet.start()
+        except BaseException:
+            await app[SESSION].close()
+            raise
         yield
         await fleet.stop()
         await app[SESSION].close()
 
     async def handle_metrics(request: web.Request) -> web.Response:
-        states: dict[str, int] = {"warming": 0, "active": 0, "draining": 0}
+        states = dict.fromkeys(("pending", "starting", "warming", "active", "draining"), 0)
         for edge in fleet.edges.values():
-            states[str(edge.state)] += 1
+            states[edge.status] += 1
         for state, count in states.items():
             edges_gauge.labels(state).set(count)
         demand_gauge.set(sum(fleet.demand.values()))

@@ -1,6 +1,11 @@
-"""Where edges run. One small interface; local processes on 127.0.0.1 are the embedded default.
+"""Where edges run. One small interface; local processes are the embedded default, and
+``edge/router/ray_backend.py`` places edges on the machines of a Ray cluster.
 
-A Kubernetes backend (scaling a Deployment) would implement the same three calls.
+A backend starts ``surge edge`` somewhere and reports the URL players reach it at (its advertised URL,
+never a loopback one unless the edges bind loopback). ``start`` returns once the edge listens; it sets
+``handle.node`` as soon as a machine is chosen, so that an edge still waiting for a machine shows as
+``pending``. A backend whose edges outlive the fleet (``keeps_edges``) hands them to the next fleet
+through ``adopt``.
 """
 
 from __future__ import annotations
@@ -25,38 +30,77 @@ START_TIMEOUT_S = 20.0
 @dataclass
 class EdgeHandle:
     id: str
-    url: str
+    url: str = ""  # the advertised URL, once the edge listens
+    node: str | None = None  # the machine's address, once one is chosen
+    parent: str | None = None  # the URL it fills from first
+
+
+@dataclass
+class ProcessHandle(EdgeHandle):
     process: asyncio.subprocess.Process | None = None
     _log_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class EdgeBackend(Protocol):
-    async def start(self, edge_id: str, parent: str | None) -> EdgeHandle: ...
+    keeps_edges: bool  # edges outlive the fleet and are adopted by the next one
+
+    async def open(self) -> None: ...
+
+    def new_handle(self, edge_id: str, parent: str | None) -> EdgeHandle: ...
+
+    async def start(self, handle: EdgeHandle) -> None: ...
 
     async def stop(self, handle: EdgeHandle, graceful: bool = True) -> None: ...
 
     def exited(self, handle: EdgeHandle) -> bool: ...
 
+    async def adopt(self) -> list[EdgeHandle]: ...
+
+    async def close(self) -> None: ...
+
+
+def edge_command(
+    origin: str,
+    edge_id: str,
+    host: str,
+    parent: str | None,
+    edge_args: tuple[str, ...],
+    public_host: str | None,
+) -> list[str]:
+    """``surge edge`` on a free port of ``host``, filling from ``parent`` first, then ``origin``."""
+    return [
+        sys.executable, "-m", "surge.cli", "edge", "--upstream", origin, "--host", host, "--port", "0",
+        "--id", edge_id,
+        *(["--parent", parent] if parent else []),
+        *(["--public-host", public_host] if public_host else []),
+        *edge_args,
+    ]  # fmt: skip
+
 
 @dataclass
 class LocalProcesses:
-    """``surge edge`` child processes on free ports of 127.0.0.1."""
+    """``surge edge`` child processes of the fleet, on free ports of ``host`` (127.0.0.1 by default).
+
+    Edges bound to every address (``0.0.0.0``) advertise ``public_host`` (else the machine's name)."""
 
     origin: str
     edge_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
+    public_host: str | None = None
     stop_timeout: float = 35.0
+    keeps_edges: bool = False
 
-    async def start(self, edge_id: str, parent: str | None) -> EdgeHandle:
-        command = [sys.executable, "-m", "surge.cli", "edge", "--upstream", self.origin, "--host", self.host]
-        command += [
-            "--port",
-            "0",
-            "--id",
-            edge_id,
-            *(["--parent", parent] if parent else []),
-            *self.edge_args,
-        ]
+    async def open(self) -> None:
+        return None
+
+    def new_handle(self, edge_id: str, parent: str | None) -> ProcessHandle:
+        return ProcessHandle(edge_id, parent=parent)
+
+    async def start(self, handle: EdgeHandle) -> None:
+        assert isinstance(handle, ProcessHandle)
+        handle.node = self.public_host or self.host
+        command = edge_command(self.origin, handle.id, self.host, handle.parent, self.edge_args,
+                               self.public_host)  # fmt: skip
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.DEVNULL,
@@ -73,11 +117,10 @@ class LocalProcesses:
                 process.kill()
             await asyncio.shield(process.wait())
             if isinstance(err, (TimeoutError, EOFError)):
-                raise RuntimeError(f"edge {edge_id} did not start: {err!r}") from None
+                raise RuntimeError(f"edge {handle.id} did not start: {err!r}") from None
             raise
-        handle = EdgeHandle(edge_id, url, process)
+        handle.url, handle.process = url, process
         handle._log_task = asyncio.create_task(self._drain(process.stderr))
-        return handle
 
     @staticmethod
     async def _listening_url(stream: asyncio.StreamReader) -> str:
@@ -98,6 +141,7 @@ class LocalProcesses:
                     log(logger, "edge says", logging.WARNING, **{k: v for k, v in event.items() if k != "ts"})
 
     async def stop(self, handle: EdgeHandle, graceful: bool = True) -> None:
+        assert isinstance(handle, ProcessHandle)
         process = handle.process
         if process is None:
             return
@@ -116,4 +160,11 @@ class LocalProcesses:
                 await handle._log_task
 
     def exited(self, handle: EdgeHandle) -> bool:
-        return handle.process is not None and handle.process.returncode is not None
+        process = handle.process if isinstance(handle, ProcessHandle) else None
+        return process is not None and process.returncode is not None
+
+    async def adopt(self) -> list[EdgeHandle]:
+        return []  # child processes die with the fleet: nothing to adopt
+
+    async def close(self) -> None:
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from edge.policy import (
     parse_cache_control,
 )
 from edge.prefetch import cmcd_next_object, next_segments, resolve
-from edge.stats import TitleStats
+from edge.stats import EdgeReport, TitleRates, TitleStats
 from edge.store import CachedObject, DiskTier, MemoryLRU
 from edge.upstream import Breaker, upstream_order
 from media.hls import MediaPlaylist, Segment
@@ -146,10 +147,10 @@ def test_title_stats_windows() -> None:
             stats.record("hot", 1000, second + 0.5, hit=True)
     stats.record("cold", 5000, 109.2, hit=False)
     rates = stats.rates(110.0)
-    assert rates["hot"]["rps_1s"] == 10 and rates["hot"]["rps_10s"] == 10
-    assert rates["hot"]["rps_60s"] == pytest.approx(100 / 60)
-    assert rates["hot"]["bytes_per_s_10s"] == 10_000
-    assert rates["cold"]["rps_1s"] == 1 and rates["cold"]["rps_10s"] == 0.1
+    assert rates["hot"].rps_1s == 10 and rates["hot"].rps_10s == 10
+    assert rates["hot"].rps_60s == pytest.approx(100 / 60)
+    assert rates["hot"].bytes_per_s_10s == 10_000 and rates["hot"].bytes_per_s_1s == 10_000
+    assert rates["cold"].rps_1s == 1 and rates["cold"].rps_10s == 0.1
     assert stats.hit_ratio == pytest.approx(100 / 101)
     assert "hot" not in stats.rates(200.0)  # idle past the longest window: forgotten
 
@@ -301,3 +302,17 @@ async def test_fast_answers_come_from_the_disk_tier_for_objects_too_large_for_me
     # A small one is left to the full path, which promotes it to memory for the next hit.
     assert edge.fast_answer(SimpleRequest("GET", small.key, "", {})) is None
     assert len(edge.memory) == 0
+
+
+def test_edge_report_round_trip_and_damaged_input() -> None:
+    report = EdgeReport(
+        id="e1", titles={"hot": TitleRates(rps_1s=5, bytes_per_s_1s=1e6)}, in_flight_requests=3, hit_ratio=0.5
+    )
+    assert EdgeReport.from_json(json.loads(json.dumps(report.to_json()))) == report
+    assert report.rps == 5 and report.bytes_per_s == 1e6
+    # What an odd edge may send never breaks the reader: wrong types read as 0, unknown keys are ignored.
+    damaged = EdgeReport.from_json({"id": 7, "titles": {"t": {"rps_1s": "x", "bytes_per_s_1s": True}},
+                                    "in_flight_requests": None, "new_key": 1})  # fmt: skip
+    assert damaged == EdgeReport(titles={"t": TitleRates()})
+    assert EdgeReport.from_json([1, 2]) == EdgeReport()
+    assert EdgeReport.from_json({"titles": []}).titles == {}

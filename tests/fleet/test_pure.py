@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from edge.router.hashing import edges_needed, hash_order, place, place_one
-from edge.router.scaler import Hold, Observation, ScaleIn, ScaleOut, ScalerConfig, ScalerMemory, decide
+from edge.router.scaler import (
+    Capacity,
+    Hold,
+    Observation,
+    ScaleIn,
+    ScaleOut,
+    ScalerConfig,
+    ScalerMemory,
+    decide,
+    parse_capacity,
+)
 from edge.router.steering import EdgeRef, master_for_edges, session_priority, steering_manifest
 from media.hls import AudioRendition, MasterPlaylist, Variant, parse_master, render_master
 
@@ -54,8 +64,8 @@ def test_place_one_for_titles_without_demand() -> None:
     assert place({"a": 5.0}, [], 100.0) == {"a": []}
 
 
-CONFIG = ScalerConfig(min_edges=1, max_edges=5, edge_capacity=100, target_utilization=0.5, lead_time=5,
-                      scale_in_window=60, scale_out_cooldown=2)  # fmt: skip
+CONFIG = ScalerConfig(min_edges=1, max_edges=5, capacity=Capacity(rps=100), target_utilization=0.5,
+                      lead_time=5, scale_in_window=60, scale_out_cooldown=2)  # fmt: skip
 
 
 def obs(active: int, rps: float, average: float | None = None, warming: int = 0) -> Observation:
@@ -113,7 +123,48 @@ def test_scaler_config_is_validated() -> None:
     with pytest.raises(ValueError):
         ScalerConfig(min_edges=3, max_edges=2)
     with pytest.raises(ValueError):
-        ScalerConfig(edge_capacity=0)
+        Capacity(rps=0)
+    with pytest.raises(ValueError):
+        Capacity(rps=None, bits_per_s=None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2000", Capacity(2000.0, None)),
+        ("2000rps", Capacity(2000.0, None)),
+        ("800mbit", Capacity(None, 800e6)),
+        ("2000rps,800mbit", Capacity(2000.0, 800e6)),
+        (" 800Mbit , 1500rps", Capacity(1500.0, 800e6)),
+        ("1.5gbit", Capacity(None, 1.5e9)),
+        ("64kbit", Capacity(None, 64e3)),
+    ],
+)
+def test_parse_capacity(text: str, expected: Capacity) -> None:
+    assert parse_capacity(text) == expected
+    assert parse_capacity(str(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", "fast", "2000rps,3000rps", "1mbit,2mbit", "0", "-5rps", "10 mb", "rps"])
+def test_parse_capacity_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_capacity(text)
+
+
+def test_bandwidth_bound_crowds_scale_out_at_few_requests() -> None:
+    both = ScalerConfig(max_edges=8, capacity=parse_capacity("2000rps,200mbit"), target_utilization=0.7)
+    # 250 players on a 2 Mbit/s rendition with 6 s segments: ~42 req/s but ~525 Mbit/s.
+    top = Observation(1, 0, 42, 42, "hot", 42, total_bytes_per_s=525e6 / 8, average_bytes_per_s=525e6 / 8)
+    decision, _ = decide(top, both, ScalerMemory(), now=0.0)
+    assert decision == ScaleOut(3, decision.reason) and "525 Mbit/s" in decision.reason  # type: ignore[union-attr]
+    # The same players on the lowest rung (~145 kbit/s) fit one edge on both measures.
+    low = Observation(1, 0, 42, 42, "hot", 42, total_bytes_per_s=38e6 / 8, average_bytes_per_s=38e6 / 8)
+    assert isinstance(decide(low, both, ScalerMemory(), now=0.0)[0], Hold)
+    # Requests alone would never have scaled the top-rendition crowd out.
+    rps_only = ScalerConfig(max_edges=8, capacity=parse_capacity("2000"), target_utilization=0.7)
+    assert isinstance(decide(top, rps_only, ScalerMemory(), now=0.0)[0], Hold)
+    assert Capacity(2000, 200e6).share(100, 25e6 / 8) == pytest.approx(0.125)
+    assert Capacity(2000, 200e6).share(1000, 1e6 / 8) == pytest.approx(0.5)
 
 
 MASTER = MasterPlaylist(

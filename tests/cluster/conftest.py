@@ -1,0 +1,159 @@
+"""Several machines on one: a lab of network namespaces, a Ray cluster on it, and an origin on the bridge.
+
+Edge hosts are Ray worker nodes offering one ``surge_edge`` unit each, their cards limited to 200 Mbit/s;
+players run on a host of their own, so nothing they are handed can point at loopback. Where the kernel
+refuses namespaces, every test here is skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import MakeSource
+from tests.hosts import Host, Lab, RayCluster, unavailable_reason
+from tests.origin.conftest import OriginProcess, SurgeProcess, upload, wait_for_status
+
+RAY = str(Path(sys.executable).with_name("ray"))
+EDGE_HOSTS = 3
+CARD = "200mbit"
+
+
+@dataclass
+class Cluster:
+    lab: Lab
+    ray: RayCluster
+    edge_hosts: list[Host]
+    player: Host
+
+    def host_at(self, address: str) -> Host:
+        return next(h for h in self.edge_hosts if h.address == address)
+
+    def revive(self, host: Host) -> None:
+        """A killed machine back in the cluster (a fresh Ray node in its namespace)."""
+        self.ray.add_node(host, {"surge_edge": 1})
+        self.ray.wait_for_nodes(1 + len(self.edge_hosts))
+
+
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[Cluster]:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pytest.skip("the ray package is not installed (pip install 'surge[ray]')")
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no test hosts: {reason}")
+    with Lab("sc") as lab:
+        ray_cluster = RayCluster(lab, RAY)
+        os.environ["RAY_AUTH_MODE"] = ray_cluster.env["RAY_AUTH_MODE"]  # the fleets we start join it
+        try:
+            hosts = [lab.add_host(f"edge{i}", egress=CARD) for i in range(EDGE_HOSTS)]
+            player = lab.add_host("player")
+            for host in hosts:
+                ray_cluster.add_node(host, {"surge_edge": 1})
+            ray_cluster.wait_for_nodes(1 + EDGE_HOSTS)
+            yield Cluster(lab, ray_cluster, hosts, player)
+        finally:
+            os.environ.pop("RAY_AUTH_MODE", None)
+            ray_cluster.close()
+
+
+@pytest.fixture(scope="package")
+def lab_origin(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, make_source: MakeSource
+) -> Iterator[tuple[OriginProcess, str]]:
+    """An origin on the bridge address with one published title: (origin, title id)."""
+    origin = OriginProcess(tmp_path_factory.mktemp("origin") / "data", "--host", cluster.lab.address,
+                           "--preset", "ultrafast").start()  # fmt: skip
+    try:
+        title = asyncio.run(_publish(origin, make_source))
+        yield origin, title
+    finally:
+        origin.stop()
+
+
+async def _publish(origin: OriginProcess, make_source: MakeSource) -> str:
+    async with aiohttp.ClientSession() as session:
+        source = make_source("cluster.mp4", width=640, height=360, duration=12)
+        _, body, _ = await upload(session, origin.url, source, name="Crowd")
+        await wait_for_status(session, origin.url, body["id"], {"ready"})
+        return str(body["id"])
+
+
+def kill_edges(cluster: Cluster, namespace: str) -> None:
+    """The detached edge actors a test's fleets left in ``namespace`` (they outlive every fleet)."""
+    script = (
+        "import ray, sys\n"
+        f"ray.init(address={cluster.ray.address!r}, namespace={namespace!r}, logging_level='ERROR',"
+        f" _node_ip_address={cluster.lab.address!r})\n"
+        "for a in ray.util.list_named_actors(all_namespaces=True):\n"
+        f"    if a['namespace'] == {namespace!r}:\n"
+        "        ray.kill(ray.get_actor(a['name'], a['namespace']), no_restart=True)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], env=cluster.ray.env, capture_output=True, timeout=60,
+                   check=False)  # fmt: skip
+
+
+class FleetOnLab(SurgeProcess):
+    """``surge fleet --backend ray`` on the bridge address."""
+
+    def __init__(self, cluster: Cluster, origin: str, namespace: str, *args: str) -> None:
+        super().__init__("fleet", "--origin", origin, "--host", cluster.lab.address, "--backend", "ray",
+                         "--ray-address", cluster.ray.address, "--ray-namespace", namespace, *args)  # fmt: skip
+
+
+async def fleet_state(fleet: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        async with session.get(f"{fleet}/fleet") as response:
+            return await response.json()  # type: ignore[no-any-return]
+
+
+async def wait_for_fleet(fleet: str, check: Any, timeout: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = await fleet_state(fleet)
+        except (aiohttp.ClientError, TimeoutError):
+            state = {}
+        if state and check(state):
+            return state
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {state.get('edges')}"
+        await asyncio.sleep(0.25)
+
+
+def active_edges(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in state["edges"] if e["state"] == "active"]
+
+
+class Players:
+    """``surge loadtest`` on the player host: viewers that follow the fleet's master and steering."""
+
+    def __init__(self, host: Host, report: Path, master: str, *args: str) -> None:
+        self.report = report
+        self.process = host.popen(
+            [sys.executable, "-m", "surge.cli", "loadtest", master, "--allow-remote", "--quiet",
+             "--report", str(report), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        )  # fmt: skip
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        try:
+            _, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGINT)
+            _, stderr = self.process.communicate(timeout=20)
+        assert self.report.is_file(), f"the load test wrote no report: {stderr[-2000:]}"
+        return json.loads(self.report.read_text())  # type: ignore[no-any-return]
