@@ -264,7 +264,8 @@ class RayCluster:
             self.head = subprocess.Popen(
                 [ray, "start", "--head", "--node-ip-address", lab.address, "--port", str(self.port),
                  "--include-dashboard=false", "--ray-client-server-port", str(free_port(lab.address)),
-                 "--temp-dir", str(self.temp_dir / "head"), "--resources", _json(head_resources or {}), *common],
+                 "--temp-dir", str(self.temp_dir / "head"), "--resources", _json(head_resources or {}),
+                 *common],
                 stdout=head_log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
             )  # fmt: skip
         self._common = common

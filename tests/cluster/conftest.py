@@ -111,14 +111,14 @@ class FleetOnLab(SurgeProcess):
     """``surge fleet --backend ray`` on the bridge address."""
 
     def __init__(self, cluster: Cluster, origin: str, namespace: str, *args: str) -> None:
-        super().__init__("fleet", "--origin", origin, "--host", cluster.lab.address, "--backend", "ray",
-                         "--ray-address", cluster.ray.address, "--ray-namespace", namespace, *args)  # fmt: skip
+        ray = ("--backend", "ray", "--ray-address", cluster.ray.address, "--ray-namespace", namespace)
+        super().__init__("fleet", "--origin", origin, "--host", cluster.lab.address, *ray, *args)
 
 
 async def fleet_state(fleet: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        async with session.get(f"{fleet}/fleet") as response:
-            return await response.json()  # type: ignore[no-any-return]
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"{fleet}/fleet") as response:
+        return await response.json()  # type: ignore[no-any-return]
 
 
 async def wait_for_fleet(fleet: str, check: Any, timeout: float, what: str) -> dict[str, Any]:
