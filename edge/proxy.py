@@ -40,6 +40,7 @@ from media.ids import is_title_id
 from media.layout import delivery_route, is_safe_component
 from service.front import Answer, SimpleRequest, render_head
 from service.logs import log
+from service.ranges import Part, RangeAnswer, Unsatisfiable, Whole, byte_range, if_range_holds
 
 logger = logging.getLogger("surge.edge")
 Clock = Callable[[], float]
@@ -309,24 +310,19 @@ class Edge:
 
     @staticmethod
     def _range(request: web.Request, obj: CachedObject, headers: dict[str, str]) -> web.Response:
-        size = obj.size
-        try:
-            wanted = request.http_range
-            start, stop = wanted.start, wanted.stop
-        except ValueError:
-            # Unparseable or multiple ranges: RFC 9110 14.2 lets us ignore the header.
-            return web.Response(status=200, body=obj.body, headers=headers)
-        if start is None and stop is None:
-            return web.Response(status=200, body=obj.body, headers=headers)
-        if start is not None and start < 0:  # suffix range: bytes=-N
-            start, stop = max(0, size + start), size
-        start = start or 0
-        stop = size if stop is None else min(stop, size)
-        if start >= size or start >= stop:
-            headers["Content-Range"] = f"bytes */{size}"
-            return web.Response(status=416, headers=headers)
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-        return web.Response(status=206, body=memoryview(obj.body)[start:stop], headers=headers)
+        fresh = obj.freshness
+        answer: RangeAnswer = Whole()
+        if if_range_holds(request.headers.get("If-Range"), fresh.etag, fresh.last_modified):
+            answer = byte_range(request.headers["Range"], obj.size)
+        match answer:
+            case Whole():
+                return web.Response(status=200, body=obj.body, headers=headers)
+            case Part(start, stop):
+                headers["Content-Range"] = f"bytes {start}-{stop - 1}/{obj.size}"
+                return web.Response(status=206, body=memoryview(obj.body)[start:stop], headers=headers)
+            case Unsatisfiable():
+                headers["Content-Range"] = f"bytes */{obj.size}"
+                return web.Response(status=416, headers=headers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path

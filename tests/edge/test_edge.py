@@ -203,6 +203,13 @@ async def test_ranges_and_conditionals_from_cache(peer: Peer) -> None:
         assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
         status, _, body = await get(edge.url + SEGMENT, Range="bytes=0-1,5-6")
         assert status == 200 and body == whole
+        status, headers, _ = await get(edge.url + SEGMENT, Range="bytes=-0")  # RFC 9110 14.1.1
+        assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
+        status, _, body = await get(edge.url + SEGMENT, Range="bytes=0-9", **{"If-Range": '"other"'})
+        assert (status, body) == (200, whole)  # RFC 9110 13.1.5: not this representation
+        etag = (await get(edge.url + SEGMENT, "HEAD"))[1]["ETag"]
+        status, _, body = await get(edge.url + SEGMENT, Range="bytes=0-9", **{"If-Range": etag})
+        assert (status, body) == (206, whole[:10])
         _, headers, _ = await get(edge.url + SEGMENT)
         status, _, body = await get(edge.url + SEGMENT, **{"If-None-Match": headers["ETag"]})
         assert (status, body) == (304, b"")
