@@ -105,6 +105,7 @@ class Edge:
         self.next_after: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self.upstream_fetches = 0
+        self.stale_on_error = 0  # stale answers given because upstreams failed
 
     @property
     def largest_cacheable(self) -> float:
@@ -336,6 +337,10 @@ class Edge:
             if reuse is Reuse.STALE_WHILE_REVALIDATE:
                 self.flights.join(path, self._fill_runner(path, obj))
                 return self._served(request, path, obj, "STALE", now)
+            if self.upstreams.all_failing() and self._may_stand_in(obj, now):
+                # Every upstream is known to be down: answer at once, and let one request try again.
+                self.flights.join(path, self._fill_runner(path, obj))
+                return self._served(request, path, obj, "STALE", now)
             return await self._revalidate(request, path, obj)
         return await self._miss(request, path)
 
@@ -372,13 +377,20 @@ class Edge:
             await fill.body(self.config.read_timeout)
         except UpstreamFailed:
             now = self.clock()
-            if may_serve_stale_on_error(stale.freshness, now):
+            if self._may_stand_in(stale, now):
                 return self._served(request, path, stale, "STALE", now)
             raise
         fresh = await self.lookup(path)
         if fresh is not None:
             return self._served(request, path, fresh, "HIT", self.clock())
         return await self._stream_fill(request, path, fill, "MISS")
+
+    def _may_stand_in(self, stale: CachedObject, now: float) -> bool:
+        """May ``stale`` be served because its upstreams fail (stale-if-error, or the edge's grace)?"""
+        if not may_serve_stale_on_error(stale.freshness, now, self.config.stale_grace):
+            return False
+        self.stale_on_error += 1
+        return True
 
     async def _miss(self, request: web.Request, path: str) -> web.StreamResponse:
         fill, new = self.flights.join(path, self._fill_runner(path, None))

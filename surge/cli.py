@@ -278,6 +278,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         access_log=not args.no_access_log,
         header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout,
+        stale_grace=args.stale_grace,
         **({"edge_id": args.id} if args.id else {}),
     )
     configure_logging("edge")
@@ -462,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
     edge.add_argument("--header-timeout", type=float, default=10.0, help="408 for slower request headers, s")
     edge.add_argument("--keepalive-timeout", type=float, default=75.0, help="close idle connections after, s")
+    edge.add_argument(
+        "--stale-grace",
+        type=float,
+        default=86_400.0,
+        help="serve stale up to this long while upstreams fail, s",
+    )
     edge.set_defaults(handler=cmd_edge)
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")

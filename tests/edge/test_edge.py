@@ -142,6 +142,43 @@ async def test_stale_if_error_when_the_origin_dies(peer: Peer) -> None:
         await stop_edge(edge)
 
 
+async def test_cached_playlists_are_served_while_the_origin_is_down(peer: Peer) -> None:
+    """Playlists say max-age=2 and no stale-if-error: the edge's grace serves them, marked STALE, for
+    the whole outage; it logs that its upstream fails and counts it in /metrics."""
+    peer.cache_control = "public, max-age=1"
+    playlist = f"{TITLE}/360p/index.m3u8"
+    edge = await start_edge(peer, "--connect-timeout", "1", "--read-timeout", "1")
+    strict = await start_edge(peer, "--stale-grace", "0", "--connect-timeout", "1", "--read-timeout", "1")
+    try:
+        for server in (edge, strict):
+            assert (await get(server.url + playlist))[0] == 200
+        peer.fail_status = 503  # the origin answers nothing but errors
+        await asyncio.sleep(1.2)
+        for _ in range(5):
+            status, headers, body = await get(edge.url + playlist)
+            assert (status, headers["X-Cache"], body) == (200, "STALE", peer.objects[playlist])
+        assert (await get(strict.url + playlist))[0] == 502  # no grace: as before
+        status, _, body = await get(edge.url + SEGMENT)  # never cached: nothing to stand in
+        assert status == 502 and b'"error"' in body
+        async with aiohttp.ClientSession() as session, session.get(edge.url + "/metrics") as response:
+            metrics = await response.text()
+        assert f'surge_edge_upstream_up{{upstream="{peer.url}"}} 0.0' in metrics
+        assert "surge_edge_stale_on_error_total 5.0" in metrics
+        peer.fail_status = None  # back: the next revalidation refreshes the playlist
+        await asyncio.sleep(5.1)  # the breaker's cooldown
+        for _ in range(50):
+            status, headers, _ = await get(edge.url + playlist)
+            if headers["X-Cache"] != "STALE":
+                break
+            await asyncio.sleep(0.1)
+        assert (status, headers["X-Cache"]) == (200, "HIT")
+    finally:
+        await stop_edge(edge)
+        await stop_edge(strict)
+    events = [(e["level"], e["event"]) for e in edge.log if e["event"].startswith("upstream")]
+    assert events == [("warning", "upstream failing"), ("info", "upstream recovered")]
+
+
 async def test_uncached_object_with_a_stalled_origin_gets_504_in_time(peer: Peer) -> None:
     peer.stall = True
     edge = await start_edge(peer, "--connect-timeout", "1", "--read-timeout", "1")
