@@ -182,6 +182,8 @@ def _origin_config(args: argparse.Namespace) -> OriginConfig:
         cors_origin=args.cors_origin,
         playlist_max_age=args.playlist_max_age,
         package=PackageConfig(preset=args.preset),
+        packaging_attempts=args.packaging_attempts,
+        retry_delay=args.retry_delay,
     )
 
 
@@ -391,6 +393,12 @@ def _origin_options(parser: argparse.ArgumentParser) -> None:
         "--min-free-disk", default="1GiB", help="refuse uploads that leave less free (default 1GiB)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="packaging jobs at once (default 1)")
+    parser.add_argument(
+        "--packaging-attempts", type=int, default=3, help="tries after ffmpeg is killed or the disk fills"
+    )
+    parser.add_argument(
+        "--retry-delay", type=float, default=2.0, help="seconds before the first retry, doubled after"
+    )
     parser.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin; '' disables CORS")
     parser.add_argument(
         "--playlist-max-age", type=int, default=2, help="Cache-Control max-age of playlists, s"
