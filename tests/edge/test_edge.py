@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import MakeSource
 from tests.edge.conftest import SEGMENT, TITLE, EdgeProcess, Peer, get
-from tests.origin.conftest import AUTH
+from tests.origin.conftest import AUTH, OriginProcess, publish_small_title
 
 
 @pytest.fixture
@@ -177,6 +178,30 @@ async def test_cached_playlists_are_served_while_the_origin_is_down(peer: Peer) 
         await stop_edge(strict)
     events = [(e["level"], e["event"]) for e in edge.log if e["event"].startswith("upstream")]
     assert events == [("warning", "upstream failing"), ("info", "upstream recovered")]
+
+
+async def test_playlists_of_a_killed_origin_stay_served(tmp_path: Path, make_source: MakeSource) -> None:
+    """A real origin, kill -9: its playlists (max-age=2, no stale-if-error) are answered STALE after
+    they expire, its cached segments as before."""
+    origin = OriginProcess(tmp_path / "data", "--preset", "ultrafast").start()
+    edge = None
+    try:
+        title = await asyncio.to_thread(publish_small_title, origin, make_source)
+        edge = await asyncio.to_thread(
+            EdgeProcess("--upstream", origin.url, "--connect-timeout", "1", "--read-timeout", "1").start
+        )
+        paths = [f"/titles/{title}/{p}" for p in ("master.m3u8", "360p/index.m3u8", "360p/seg_00000.m4s")]
+        cached = {path: (await get(edge.url + path))[2] for path in paths}
+        origin.stop(signal.SIGKILL)
+        await asyncio.sleep(2.2)
+        for path in paths:
+            status, headers, body = await get(edge.url + path)
+            expected = "STALE" if path.endswith(".m3u8") else "HIT"
+            assert (status, headers["X-Cache"], body) == (200, expected, cached[path]), path
+    finally:
+        if edge is not None:
+            await stop_edge(edge)
+        origin.stop(signal.SIGKILL)
 
 
 async def test_uncached_object_with_a_stalled_origin_gets_504_in_time(peer: Peer) -> None:
