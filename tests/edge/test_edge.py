@@ -178,6 +178,7 @@ async def test_cached_playlists_are_served_while_the_origin_is_down(peer: Peer) 
         await stop_edge(strict)
     events = [(e["level"], e["event"]) for e in edge.log if e["event"].startswith("upstream")]
     assert events == [("warning", "upstream failing"), ("info", "upstream recovered")]
+    assert not [e for e in edge.log if e["level"] == "error"], edge.log
 
 
 async def test_playlists_of_a_killed_origin_stay_served(tmp_path: Path, make_source: MakeSource) -> None:
