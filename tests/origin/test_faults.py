@@ -90,3 +90,28 @@ async def test_a_failed_title_has_no_progress_and_no_master(tmp_path: Path, make
             assert files_under(server.data / directory) == [], directory
     finally:
         server.stop()
+
+
+async def test_a_disk_that_fills_while_packaging_is_named_in_the_error(
+    tmp_path: Path, make_source: MakeSource
+) -> None:
+    """The upload fits, its packaging does not: retried (the disk may have room later), then failed
+    with the disk as the reason, the library left as it was."""
+    source = make_source("with-audio.mp4", width=640, height=360, duration=8)
+    size = source.stat().st_size + 320 * 1024  # the source and the store, not a packaged title
+    with small_filesystem(tmp_path / "data", size) as data:
+        server = OriginProcess(
+            data, "--min-free-disk", "0", "--packaging-attempts", "2", "--retry-delay", "0.1"
+        )
+        server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                status, body, _ = await upload(session, server.url, source)
+                assert status == 202, body
+                failed = await wait_for_status(session, server.url, body["id"], {"ready", "failed"})
+            assert failed["status"] == "failed" and failed["attempts"] == 2, failed
+            assert failed["error"].startswith("the disk is full"), failed["error"]
+            for directory in ("titles", "staging", "uploads"):
+                assert files_under(data / directory) == [], directory
+        finally:
+            server.stop()
