@@ -375,7 +375,8 @@ async def note_fleet_events(stack: Stack, outcome: Outcome) -> None:
         e for e in fleet["events"] if dt.datetime.fromisoformat(e["time"]).timestamp() >= outcome.fault_start
     ]
     if since:
-        outcome.notes.append("fleet: " + ", ".join(f"{e['kind']} ({e.get('reason', '')})" for e in since))
+        said = [e["kind"] + (f" ({e['reason']})" if e.get("reason") else "") for e in since]
+        outcome.notes.append("fleet: " + ", ".join(said))
     outcome.notes.append(f"{len(fleet['edges'])} edges at the end")
 
 
