@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := origin/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
-.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest clean
+.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest chaos clean
 
 setup: system $(STAMP) $(VENDOR_STAMP)
 
@@ -52,6 +52,10 @@ bench-flashcrowd: setup
 
 bench-loadtest: setup
 	$(BIN)/python bench/loadtest/run.py
+
+# Faults under load (root: one scenario mounts a small tmpfs); results in docs/reliability.md.
+chaos: setup
+	$(BIN)/python bench/chaos/run.py
 
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from edge.config import EdgeConfig
 from edge.proxy import Edge, validate_path
@@ -120,6 +122,25 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "id": request.app[EDGE].config.edge_id})
 
 
+class _FailureCounts(Collector):
+    """Failed upstream requests and the stale answers they caused, read from the edge when scraped."""
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            "surge_edge_upstream_errors", "Failed upstream requests", labels=["upstream"]
+        )
+        for url in self.edge.upstreams.breakers:
+            errors.add_metric([url], self.edge.upstreams.errors[url])
+        yield errors
+        yield CounterMetricFamily(
+            "surge_edge_stale_on_error", "Stale answers given because upstreams failed",
+            value=self.edge.stale_on_error,
+        )  # fmt: skip
+
+
 def make_app(config: EdgeConfig) -> web.Application:
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry, "surge_edge")
@@ -136,6 +157,11 @@ def make_app(config: EdgeConfig) -> web.Application:
     )
     hits = Gauge("surge_edge_hit_ratio", "Share of requests answered from cache", registry=registry)
     fills = Gauge("surge_edge_fills_in_flight", "Upstream fills running now", registry=registry)
+    upstream_up = Gauge(
+        "surge_edge_upstream_up", "0 while an upstream is failing (its breaker open)", ["upstream"],
+        registry=registry,
+    )  # fmt: skip
+    registry.register(_FailureCounts(edge))
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await edge.start()
@@ -147,6 +173,8 @@ def make_app(config: EdgeConfig) -> web.Application:
         cached_bytes.labels("disk").set(edge.disk.used if edge.disk else 0)
         hits.set(edge.stats.hit_ratio)
         fills.set(len(edge.flights))
+        for url, breaker in edge.upstreams.breakers.items():
+            upstream_up.labels(url).set(0 if breaker.failing else 1)
         return await metrics.handle_metrics(request)
 
     app.cleanup_ctx.append(lifecycle)

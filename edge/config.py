@@ -34,6 +34,9 @@ class EdgeConfig:
     access_log: bool = True
     header_timeout: float = 10.0  # a client slower than this with its request headers gets 408
     keepalive_timeout: float = 75.0  # an idle client connection is closed after this
+    # How long past its freshness a cached object may stand in while every upstream fails (Varnish's
+    # grace); VOD playlists and segments never change, so a day by default.
+    stale_grace: float = 86_400.0
 
     def __post_init__(self) -> None:
         if not self.upstreams and not self.parent:
@@ -50,6 +53,8 @@ class EdgeConfig:
             raise InvalidInput("the largest cacheable share must be within (0, 1]")
         if not self.header_timeout > 0 or not self.keepalive_timeout > 0:
             raise InvalidInput("--header-timeout and --keepalive-timeout must be positive")
+        if not self.stale_grace >= 0:
+            raise InvalidInput("--stale-grace must be 0 or more seconds")
         if not 0 <= self.prefetch <= 10:
             raise InvalidInput("--prefetch must be 0-10")
         if not 0 <= self.port <= 65535:

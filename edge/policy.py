@@ -154,12 +154,14 @@ def decide(stored: Freshness, now: float) -> Reuse:
     return Reuse.REVALIDATE
 
 
-def may_serve_stale_on_error(stored: Freshness, now: float) -> bool:
-    """RFC 5861 4: stale-if-error lets a stale response stand in when upstream fails."""
+def may_serve_stale_on_error(stored: Freshness, now: float, grace: float = 0.0) -> bool:
+    """RFC 5861 4: stale-if-error lets a stale response stand in when upstream fails; the edge's own
+    ``grace`` (as Varnish's) extends that window for responses that say less. must-revalidate and
+    no-cache forbid it (RFC 9111 5.2.2.2, 5.2.2.4)."""
     cc = stored.cache_control
     if cc.must_revalidate or cc.no_cache:
         return False
-    return stored.age(now) < stored.lifetime + cc.stale_if_error
+    return stored.age(now) < stored.lifetime + max(cc.stale_if_error, grace)
 
 
 def conditional_headers(stored: Freshness) -> dict[str, str]:

@@ -40,6 +40,7 @@ from media.ids import is_title_id
 from media.layout import delivery_route, is_safe_component
 from service.front import Answer, SimpleRequest, render_head
 from service.logs import log
+from service.ranges import Part, RangeAnswer, Unsatisfiable, Whole, byte_range, if_range_holds
 
 logger = logging.getLogger("surge.edge")
 Clock = Callable[[], float]
@@ -104,6 +105,7 @@ class Edge:
         self.next_after: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self.upstream_fetches = 0
+        self.stale_on_error = 0  # stale answers given because upstreams failed
 
     @property
     def largest_cacheable(self) -> float:
@@ -309,24 +311,19 @@ class Edge:
 
     @staticmethod
     def _range(request: web.Request, obj: CachedObject, headers: dict[str, str]) -> web.Response:
-        size = obj.size
-        try:
-            wanted = request.http_range
-            start, stop = wanted.start, wanted.stop
-        except ValueError:
-            # Unparseable or multiple ranges: RFC 9110 14.2 lets us ignore the header.
-            return web.Response(status=200, body=obj.body, headers=headers)
-        if start is None and stop is None:
-            return web.Response(status=200, body=obj.body, headers=headers)
-        if start is not None and start < 0:  # suffix range: bytes=-N
-            start, stop = max(0, size + start), size
-        start = start or 0
-        stop = size if stop is None else min(stop, size)
-        if start >= size or start >= stop:
-            headers["Content-Range"] = f"bytes */{size}"
-            return web.Response(status=416, headers=headers)
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-        return web.Response(status=206, body=memoryview(obj.body)[start:stop], headers=headers)
+        fresh = obj.freshness
+        answer: RangeAnswer = Whole()
+        if if_range_holds(request.headers.get("If-Range"), fresh.etag, fresh.last_modified):
+            answer = byte_range(request.headers["Range"], obj.size)
+        match answer:
+            case Whole():
+                return web.Response(status=200, body=obj.body, headers=headers)
+            case Part(start, stop):
+                headers["Content-Range"] = f"bytes {start}-{stop - 1}/{obj.size}"
+                return web.Response(status=206, body=memoryview(obj.body)[start:stop], headers=headers)
+            case Unsatisfiable():
+                headers["Content-Range"] = f"bytes */{obj.size}"
+                return web.Response(status=416, headers=headers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -338,6 +335,10 @@ class Edge:
             if reuse is Reuse.FRESH:
                 return await self._send(request, self._served(request, path, obj, "HIT", now), obj.body)
             if reuse is Reuse.STALE_WHILE_REVALIDATE:
+                self.flights.join(path, self._fill_runner(path, obj))
+                return self._served(request, path, obj, "STALE", now)
+            if self.upstreams.all_failing() and self._may_stand_in(obj, now):
+                # Every upstream is known to be down: answer at once, and let one request try again.
                 self.flights.join(path, self._fill_runner(path, obj))
                 return self._served(request, path, obj, "STALE", now)
             return await self._revalidate(request, path, obj)
@@ -376,13 +377,20 @@ class Edge:
             await fill.body(self.config.read_timeout)
         except UpstreamFailed:
             now = self.clock()
-            if may_serve_stale_on_error(stale.freshness, now):
+            if self._may_stand_in(stale, now):
                 return self._served(request, path, stale, "STALE", now)
             raise
         fresh = await self.lookup(path)
         if fresh is not None:
             return self._served(request, path, fresh, "HIT", self.clock())
         return await self._stream_fill(request, path, fill, "MISS")
+
+    def _may_stand_in(self, stale: CachedObject, now: float) -> bool:
+        """May ``stale`` be served because its upstreams fail (stale-if-error, or the edge's grace)?"""
+        if not may_serve_stale_on_error(stale.freshness, now, self.config.stale_grace):
+            return False
+        self.stale_on_error += 1
+        return True
 
     async def _miss(self, request: web.Request, path: str) -> web.StreamResponse:
         fill, new = self.flights.join(path, self._fill_runner(path, None))

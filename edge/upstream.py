@@ -3,6 +3,8 @@ retry on the next upstream, and a circuit breaker that skips a dead upstream for
 
 from __future__ import annotations
 
+import collections
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,9 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from edge.singleflight import UpstreamFailed, UpstreamTimeout
+from service.logs import log
+
+logger = logging.getLogger("surge.edge")
 
 # Hop-by-hop fields (RFC 9110 7.6.1) and the ones the edge recomputes itself.
 DROPPED_HEADERS = frozenset(
@@ -47,14 +52,24 @@ class Breaker:
     def available(self, now: float) -> bool:
         return self.failures < self.threshold or now >= self.open_until
 
-    def succeeded(self) -> None:
+    @property
+    def failing(self) -> bool:
+        """Tripped, and not yet answered since."""
+        return self.failures >= self.threshold
+
+    def succeeded(self) -> bool:
+        """True when this success ends a failing spell."""
+        recovered = self.failing
         self.failures = 0
         self.open_until = 0.0
+        return recovered
 
-    def failed(self, now: float) -> None:
+    def failed(self, now: float) -> bool:
+        """True when this failure starts a failing spell."""
         self.failures += 1
         if self.failures >= self.threshold:
             self.open_until = now + self.cooldown
+        return self.failures == self.threshold
 
 
 def upstream_order(
@@ -85,6 +100,7 @@ class Upstreams:
     read_timeout: float = 10.0
     connections: int = 256
     breakers: dict[str, Breaker] = field(default_factory=dict)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)  # per upstream
     _session: aiohttp.ClientSession | None = None
     _next: int = 0
 
@@ -93,6 +109,19 @@ class Upstreams:
         self.parent = self.parent.rstrip("/") if self.parent else None
         for url in [*self.urls, *([self.parent] if self.parent else [])]:
             self.breakers.setdefault(url, Breaker())
+
+    def all_failing(self) -> bool:
+        """Every upstream is tripped: waiting for one to answer is likely to be in vain."""
+        return all(breaker.failing for breaker in self.breakers.values())
+
+    def _failed(self, url: str, error: str) -> None:
+        self.errors[url] += 1
+        if self.breakers[url].failed(time.monotonic()):
+            log(logger, "upstream failing", logging.WARNING, upstream=url, error=error)
+
+    def _succeeded(self, url: str) -> None:
+        if self.breakers[url].succeeded():
+            log(logger, "upstream recovered", upstream=url)
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30, ttl_dns_cache=300)
@@ -116,24 +145,23 @@ class Upstreams:
         errors = []
         timed_out = False
         for url in upstream_order(self.urls, self.breakers, time.monotonic(), self._next, self.parent):
-            breaker = self.breakers[url]
             try:
                 response = await self._session.get(url + path, headers=headers, allow_redirects=False)
             except TimeoutError:
-                breaker.failed(time.monotonic())
                 errors.append(f"{url}: timed out")
+                self._failed(url, "timed out")
                 timed_out = True
                 continue
             except aiohttp.ClientError as err:
-                breaker.failed(time.monotonic())
                 errors.append(f"{url}: {err.__class__.__name__}")
+                self._failed(url, err.__class__.__name__)
                 continue
             if response.status >= 500:
-                breaker.failed(time.monotonic())
                 errors.append(f"{url}: {response.status}")
+                self._failed(url, f"status {response.status}")
                 response.release()
                 continue
-            breaker.succeeded()
+            self._succeeded(url)
             try:
                 yield UpstreamResponse(
                     status=response.status,

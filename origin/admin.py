@@ -20,6 +20,7 @@ from origin.delivery import PUBLISHED
 from origin.jobs import disk_free, remove_title_files
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
 from origin.store import TitleRecord
+from transcoder.package import out_of_space
 
 CHUNK = 1024 * 1024
 DISK_CHECK_EVERY = 64 * CHUNK
@@ -44,16 +45,24 @@ def clean_name(text: str | None, fallback: str) -> str:
 async def _stream_to_file(part: Path, chunks: AsyncIterator[bytes], request: web.Request) -> int:
     config, library = request.app[CONFIG], request.app[LIBRARY]
     written = next_disk_check = 0
-    async with aiofiles.open(part, "wb") as handle:
-        async for chunk in chunks:
-            written += len(chunk)
-            if written > config.max_upload:
-                raise PayloadTooLarge(f"the upload is larger than the {config.max_upload} byte limit")
-            if written >= next_disk_check:
-                next_disk_check = written + DISK_CHECK_EVERY
-                if await asyncio.to_thread(disk_free, library.uploads_dir) < config.min_free_disk:
-                    raise InsufficientStorage("the origin's disk is too full to take this upload")
-            await handle.write(chunk)
+    try:
+        async with aiofiles.open(part, "wb") as handle:
+            async for chunk in chunks:
+                written += len(chunk)
+                if written > config.max_upload:
+                    raise PayloadTooLarge(f"the upload is larger than the {config.max_upload} byte limit")
+                if written >= next_disk_check:
+                    next_disk_check = written + DISK_CHECK_EVERY
+                    if await asyncio.to_thread(disk_free, library.uploads_dir) < config.min_free_disk:
+                        raise InsufficientStorage("the origin's disk is too full to take this upload")
+                await handle.write(chunk)
+    except OSError as err:
+        # A body of unknown length (chunked) can fill the disk between two checks.
+        if out_of_space(err, None):
+            raise InsufficientStorage(
+                f"the origin's disk filled up during this upload ({written} bytes)"
+            ) from err
+        raise
     return written
 
 

@@ -31,7 +31,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     store = TitleStore(library.jobs_db_path)
     await store.open()
     app[STORE] = store
-    queue = JobQueue(library, store, config.package, config.jobs)
+    queue = JobQueue(library, store, config.package, config.jobs,
+                     max_attempts=config.packaging_attempts, retry_delay=config.retry_delay)  # fmt: skip
     app[QUEUE] = queue
     await queue.start()
     try:

@@ -26,6 +26,8 @@ class OriginConfig:
     shutdown_timeout: float = 30.0
     delivery_memory: int = 256 * MiB  # published files kept in memory for delivery
     package: PackageConfig = field(default_factory=PackageConfig)
+    packaging_attempts: int = 3  # transient failures (ffmpeg killed, disk full) are retried up to this
+    retry_delay: float = 2.0  # seconds before the first retry; doubled for each next one
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -34,6 +36,8 @@ class OriginConfig:
             raise InvalidInput("--max-upload must be positive")
         if not 1 <= self.jobs <= 64:
             raise InvalidInput("--jobs must be 1-64")
+        if not 1 <= self.packaging_attempts <= 20 or not 0 <= self.retry_delay <= 3600:
+            raise InvalidInput("--packaging-attempts must be 1-20 and --retry-delay 0-3600 s")
         if self.min_free_disk < 0 or self.playlist_max_age < 0:
             raise InvalidInput("sizes and ages cannot be negative")
 

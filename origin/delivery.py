@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id
@@ -24,6 +26,8 @@ from origin.cache_headers import cors_headers, delivery_headers, preflight_heade
 from origin.keys import CONFIG, LIBRARY, STORE
 from origin.store import Status
 from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
+from service.http import json_error
+from service.ranges import Unsatisfiable, byte_range, if_range_holds
 
 
 @dataclass(frozen=True)
@@ -124,11 +128,15 @@ def _representation(path: Path, room: int, *, gzipped: bool = False) -> Represen
         return None
     if stat.st_size > min(PublishedFiles.MAX_FILE, room):
         return None
+    return replace(_validators(stat), body=path.read_bytes(), gzipped=gzipped)
+
+
+def _validators(stat: os.stat_result) -> Representation:
+    """The ETag and Last-Modified FileResponse sends for a file, with no body."""
     return Representation(
-        body=path.read_bytes(),
+        body=b"",
         etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
         last_modified=formatdate(math.ceil(stat.st_mtime), usegmt=True),  # as aiohttp rounds it
-        gzipped=gzipped,
     )
 
 
@@ -157,11 +165,35 @@ def _choose(published: Published, accept_encoding: str) -> Representation | None
 
 async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
     published = await request.app[PUBLISHED].find(request, *components)
+    if "Range" in request.headers:
+        return await _serve_range(request, published)
     if published.plain is None or any(h in request.headers for h in _FILE_RESPONSE_HEADERS):
         return web.FileResponse(published.path, headers=published.headers)
     chosen = _choose(published, request.headers.get("Accept-Encoding", ""))
     assert chosen is not None
     return web.Response(body=chosen.body, headers=answer_headers(published.headers, chosen))
+
+
+async def _serve_range(request: web.Request, published: Published) -> web.StreamResponse:
+    """The cases FileResponse gets wrong: ``bytes=-0`` (416) and a failed If-Range (the whole body,
+    RFC 9110 13.1.5); it serves every other range itself."""
+    stat = await asyncio.to_thread(published.path.stat)
+    plain = _validators(stat)
+    if not if_range_holds(request.headers.get("If-Range"), plain.etag, plain.last_modified):
+        response = web.FileResponse(published.path, headers=published.headers)
+        await response.prepare(request.clone(headers=_without(request.headers, "Range", "If-Range")))
+        return response
+    if byte_range(request.headers["Range"], stat.st_size) == Unsatisfiable():
+        headers = cors_headers(request.app[CONFIG].cors_origin) | {"Content-Range": f"bytes */{stat.st_size}"}
+        return json_error(416, "range not satisfiable", headers)
+    return web.FileResponse(published.path, headers=published.headers)
+
+
+def _without(headers: CIMultiDictProxy[str], *names: str) -> CIMultiDict[str]:
+    kept = CIMultiDict(headers)
+    for name in names:
+        kept.popall(name, None)
+    return kept
 
 
 def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:

@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import sqlite3
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from media.errors import SurgeError
+from media.errors import InsufficientStorage, SurgeError, TranscodeFailed
 from media.layout import Library
 from media.title import TitleInfo
 from origin.store import Status, TitleRecord, TitleStore
@@ -23,14 +26,61 @@ from transcoder.plan import PackageConfig
 
 logger = logging.getLogger("surge.jobs")
 PROGRESS_PERSIST_INTERVAL_S = 1.0
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay: float  # seconds before the title may be claimed again
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    pass
+
+
+AfterFailure = Retry | GiveUp
+
+
+def is_transient(error: SurgeError) -> bool:
+    """A failure that says nothing about the source: ffmpeg killed by a signal (the OOM killer, an
+    operator) or a full disk. Anything else would fail the same way again."""
+    if isinstance(error, InsufficientStorage):
+        return True
+    if isinstance(error, TranscodeFailed):
+        killed = error.exit_code is not None and error.exit_code < 0
+        return killed or "received signal" in error.stderr_tail  # ffmpeg's own exit on SIGTERM/SIGINT
+    return False
+
+
+def after_failure(error: SurgeError, attempts: int, max_attempts: int, first_delay: float) -> AfterFailure:
+    """Retry a transient failure with exponential backoff (``first_delay``, twice that, ...) until
+    ``max_attempts`` attempts were made; then, and for any other failure, give up."""
+    if is_transient(error) and attempts < max_attempts:
+        return Retry(first_delay * 2 ** max(0, attempts - 1))
+    return GiveUp()
 
 
 class JobQueue:
-    def __init__(self, library: Library, store: TitleStore, config: PackageConfig, concurrency: int) -> None:
+    def __init__(
+        self,
+        library: Library,
+        store: TitleStore,
+        config: PackageConfig,
+        concurrency: int,
+        *,
+        max_attempts: int = 3,
+        retry_delay: float = 2.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.library = library
         self.store = store
         self.config = config
         self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.clock = clock
+        self._not_before: dict[str, float] = {}  # titles waiting out a retry's backoff
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[TitleInfo]] = {}
@@ -85,12 +135,23 @@ class JobQueue:
 
     async def _work(self) -> None:
         while True:
-            record = await self.store.claim_next()
-            if record is None:
-                self._wake.clear()
-                await self._wake.wait()
+            now = self.clock()
+            for title_id in [t for t, due in self._not_before.items() if due <= now]:
+                del self._not_before[title_id]
+            try:
+                record = await self.store.claim_next(exclude=set(self._not_before))
+                if record is not None:
+                    await self._package(record)
+                    continue
+            except (sqlite3.Error, OSError):
+                # The store cannot write (a full disk): the title stays where it was; try again later.
+                log(logger, "packaging queue stalled", logging.ERROR, exc_info=True)
+                await asyncio.sleep(1.0)
                 continue
-            await self._package(record)
+            self._wake.clear()
+            waits = [due - now for due in self._not_before.values()]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(waits) if waits else None)
 
     async def _package(self, record: TitleRecord) -> None:
         destination = self.library.title_dir(record.id)
@@ -107,7 +168,7 @@ class JobQueue:
             self._progress[record.id] = fraction
             if time.monotonic() - last_persist[0] >= PROGRESS_PERSIST_INTERVAL_S:
                 last_persist[0] = time.monotonic()
-                task = asyncio.create_task(self.store.update(record.id, progress=fraction))
+                task = asyncio.create_task(self._persist_progress(record.id, fraction))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
@@ -136,8 +197,17 @@ class JobQueue:
             log(logger, "packaging cancelled", title=record.id)  # deleted while packaging
             return
         except SurgeError as err:
-            await self.store.update(record.id, status=Status.FAILED, error=err.message)
-            log(logger, "packaging failed", logging.WARNING, title=record.id, error=err.message)
+            match after_failure(err, record.attempts, self.max_attempts, self.retry_delay):
+                case Retry(delay):
+                    self._not_before[record.id] = self.clock() + delay
+                    error = f"attempt {record.attempts} failed, retrying in {delay:g} s: {err.message}"
+                    await self.store.update(record.id, status=Status.QUEUED, progress=0.0, error=error)
+                    log(logger, "packaging failed, will retry", logging.WARNING, title=record.id,
+                        attempt=record.attempts, delay_s=delay, error=err.message)  # fmt: skip
+                case GiveUp():
+                    await self.store.update(record.id, status=Status.FAILED, error=err.message)
+                    log(logger, "packaging failed", logging.WARNING, title=record.id,
+                        attempt=record.attempts, error=err.message)  # fmt: skip
             return
         except Exception as err:  # a bug, not bad input: keep the queue alive, say what happened
             await self.store.update(record.id, status=Status.FAILED, error=f"internal error: {err!r}")
@@ -148,6 +218,12 @@ class JobQueue:
             self._progress.pop(record.id, None)
         await self.store.update(record.id, status=Status.READY, progress=1.0, duration=info.duration)
         log(logger, "packaged", title=record.id, seconds=round(time.monotonic() - started, 2))
+
+    async def _persist_progress(self, title_id: str, fraction: float) -> None:
+        try:
+            await self.store.update(title_id, progress=fraction)
+        except (sqlite3.Error, OSError) as err:  # a full disk: live progress is still answered
+            log(logger, "progress not saved", logging.WARNING, title=title_id, error=str(err))
 
 
 def remove_title_files(library: Library, title_id: str) -> None:

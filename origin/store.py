@@ -55,8 +55,9 @@ class TitleRecord:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = str(self.status)
-        data["progress"] = round(self.progress, 4)
-        data["master"] = f"/titles/{self.id}/master.m3u8"
+        # A failed title has no progress to show and nothing to play.
+        data["progress"] = round(self.progress, 4) if self.status is not Status.FAILED else None
+        data["master"] = f"/titles/{self.id}/master.m3u8" if self.status is Status.READY else None
         return data
 
 
@@ -141,14 +142,18 @@ class TitleStore:
         result: list[TitleRecord] = await self._call(select)
         return result
 
-    async def claim_next(self) -> TitleRecord | None:
-        """The oldest queued title, now marked packaging (one thread: no two workers get the same)."""
+    async def claim_next(self, exclude: set[str] | frozenset[str] = frozenset()) -> TitleRecord | None:
+        """The oldest queued title not in ``exclude``, now marked packaging (one thread: no two workers
+        get the same)."""
 
         def claim() -> TitleRecord | None:
+            skipped = ", ".join("?" * len(exclude))
             row = (
                 self._conn()
                 .execute(
-                    "SELECT id FROM titles WHERE status = ? ORDER BY created, id LIMIT 1", (Status.QUEUED,)
+                    f"SELECT id FROM titles WHERE status = ? AND id NOT IN ({skipped}) "
+                    "ORDER BY created, id LIMIT 1",
+                    (Status.QUEUED, *sorted(exclude)),
                 )
                 .fetchone()
             )

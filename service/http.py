@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from media.errors import SurgeError
 from service.front import Answer, FrontProtocol, SimpleRequest
-from service.logs import RequestLines, log
+from service.logs import RequestLines, log, loggable_path
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 logger = logging.getLogger("surge.http")
@@ -45,11 +45,22 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
             k: v for k, v in err.headers.items() if k.lower() in ("allow", "www-authenticate", "location")
         }
         return json_error(err.status, message, headers)
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
         raise
     except Exception:
+        if client_gone(request):
+            # nginx's 499: the client closed the connection (an aborted upload); no answer reaches it.
+            return json_error(CLIENT_CLOSED, "the client closed the connection")
         log(logger, "unhandled error", logging.ERROR, method=request.method, path=request.path, exc_info=True)
         return json_error(500, "internal server error")
+
+
+CLIENT_CLOSED = 499
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -130,9 +141,15 @@ METRICS: web.AppKey[RequestMetrics] = web.AppKey("request_metrics")
 SITE_NAME = web.AppKey("site_name", str)  # which server wrote a log line, when one process runs several
 
 
+REJECTED = "rejected"  # the route of requests aiohttp's parser refused (malformed, headers too long)
+
+
 def route_name(request: web.BaseRequest) -> str:
-    match_info = getattr(request, "match_info", None)
-    resource = match_info.route.resource if match_info is not None else None
+    try:
+        match_info = request.match_info  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):  # never routed: aiohttp's parser refused the request
+        return REJECTED
+    resource = match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
 
@@ -141,6 +158,12 @@ class AccessLog(AbstractAccessLogger):
 
     LINE = "json"
     SILENT = "silent"
+    app: web.Application | None = None  # set by ``for_app``: a request aiohttp refused knows no app
+
+    @classmethod
+    def for_app(cls, app: web.Application) -> type[AccessLog]:
+        """The access logger of one app (aiohttp takes a class and makes one instance per server)."""
+        return type(cls.__name__, (cls,), {"app": app})
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         transport = request.transport
@@ -153,20 +176,24 @@ class AccessLog(AbstractAccessLogger):
         if started is not None:
             time = perf_counter() - started
         route = route_name(request)
-        app = request.app if isinstance(request, web.Request) else None
+        app = self.app
         tracker = app.get(IN_FLIGHT) if app is not None else None
         if tracker is not None:
             tracker.done(request)
         metrics = app.get(METRICS) if app is not None else None
         if metrics is not None:
             metrics.observe(route, request.method, response.status, size, time)
+        if route == REJECTED:
+            # Once, at warning, without the request's bytes (they may hold a header value or a token).
+            log(logger, "rejected request", logging.WARNING, status=response.status, peer=request.remote)
+            return
         if self.log_format == self.SILENT:
             return
         log(
             logger,
             "request",
             method=request.method,
-            path=request.path_qs,
+            path=loggable_path(request.path, request.query_string),
             status=response.status,
             bytes=size,
             ms=round(time * 1000, 2),
@@ -188,8 +215,8 @@ class FastAccess:
         if self.metrics is not None:
             self.metrics.observe(answer.route, request.method, answer.status, size, seconds)
         if self.lines is not None:
-            path = f"{request.path}?{request.query}" if request.query else request.path
-            self.lines.add(request.method, path, answer.status, size, seconds, peer)
+            self.lines.add(request.method, loggable_path(request.path, request.query), answer.status, size,
+                           seconds, peer)  # fmt: skip
 
     def flush(self) -> None:
         """Write the log lines still held (at shutdown)."""

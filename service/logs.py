@@ -8,9 +8,14 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import sys
 import time
+import traceback
+from types import TracebackType
 from typing import Any
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 _FIELDS = "surge_fields"
 
@@ -28,9 +33,46 @@ class JsonLineFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         line.update(getattr(record, _FIELDS, {}))
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info).splitlines()[-1]
+        if record.exc_info and record.exc_info[1] is not None:
+            line["exception"] = exception_fields(record.exc_info)
         return json.dumps(line, default=str, separators=(",", ":"))
+
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def exception_fields(exc_info: ExcInfo | tuple[None, None, None]) -> dict[str, Any]:
+    """An exception as JSON: its type, its message and its traceback, one list item per line."""
+    kind, error, tb = exc_info
+    if kind is None or error is None:
+        return {}
+    lines = "".join(traceback.format_exception(kind, error, tb)).splitlines()
+    return {"type": kind.__qualname__, "message": str(error), "traceback": lines}
+
+
+# Query parameters whose values are credentials (signed URLs, tokens): never written to a log.
+_SECRET_PARAMETER = re.compile(r"(?i)token|sig|key|auth|pass|secret|credential|session|jwt|hmac")
+
+
+def loggable_path(path: str, query: str) -> str:
+    """``path?query`` with the values of credential-like query parameters replaced by ``REDACTED``."""
+    if not query:
+        return path
+    parts = []
+    for item in query.split("&"):
+        name, equals, _value = item.partition("=")
+        parts.append(f"{name}=REDACTED" if equals and _SECRET_PARAMETER.search(name) else item)
+    return f"{path}?{'&'.join(parts)}"
+
+
+class _QuietRejects(logging.Filter):
+    """aiohttp logs every request its parser rejects at error level with the offending bytes (an
+    over-long ``Authorization`` header among them); surge logs those once itself (service.http
+    AccessLog), without header values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, HttpProcessingError)
 
 
 def configure_logging(component: str, level: int = logging.INFO) -> None:
@@ -39,12 +81,23 @@ def configure_logging(component: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _QuietRejects) for f in server.filters):
+        server.addFilter(_QuietRejects())
     # aiohttp's own access log is replaced by our request log line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def log(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    logger.log(level, event, extra={_FIELDS: fields})
+def log(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: bool | BaseException = False,
+    **fields: Any,
+) -> None:
+    """One event; ``exc_info=True`` (inside ``except``) or an exception adds it as ``exception``."""
+    logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
 
 
 def _json_handler() -> logging.StreamHandler | None:  # type: ignore[type-arg]

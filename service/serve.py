@@ -89,7 +89,7 @@ async def serve_all(
                 # The access logger always runs: it also feeds metrics and the in-flight count; the
                 # format string only says whether it writes a log line.
                 access_log=access_logger,
-                access_log_class=AccessLog,
+                access_log_class=AccessLog.for_app(app),
                 access_log_format=AccessLog.LINE if access_log else AccessLog.SILENT,
                 shutdown_timeout=shutdown_timeout,
                 keepalive_timeout=AIOHTTP_KEEPALIVE,

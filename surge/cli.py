@@ -184,6 +184,8 @@ def _origin_config(args: argparse.Namespace) -> OriginConfig:
         cors_origin=args.cors_origin,
         playlist_max_age=args.playlist_max_age,
         package=PackageConfig(preset=args.preset),
+        packaging_attempts=args.packaging_attempts,
+        retry_delay=args.retry_delay,
     )
 
 
@@ -281,6 +283,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         access_log=not args.no_access_log,
         header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout,
+        stale_grace=args.stale_grace,
         **({"edge_id": args.id} if args.id else {}),
     )
     configure_logging("edge")
@@ -448,6 +451,12 @@ def _origin_options(parser: argparse.ArgumentParser) -> None:
         "--min-free-disk", default="1GiB", help="refuse uploads that leave less free (default 1GiB)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="packaging jobs at once (default 1)")
+    parser.add_argument(
+        "--packaging-attempts", type=int, default=3, help="tries after ffmpeg is killed or the disk fills"
+    )
+    parser.add_argument(
+        "--retry-delay", type=float, default=2.0, help="seconds before the first retry, doubled after"
+    )
     parser.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin; '' disables CORS")
     parser.add_argument(
         "--playlist-max-age", type=int, default=2, help="Cache-Control max-age of playlists, s"
@@ -522,6 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
     edge.add_argument("--header-timeout", type=float, default=10.0, help="408 for slower request headers, s")
     edge.add_argument("--keepalive-timeout", type=float, default=75.0, help="close idle connections after, s")
+    edge.add_argument(
+        "--stale-grace",
+        type=float,
+        default=86_400.0,
+        help="serve stale up to this long while upstreams fail, s",
+    )
     edge.set_defaults(handler=cmd_edge)
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import gzip
 import os
 import shutil
@@ -14,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from media.errors import AlreadyExists, DamagedMedia, InvalidInput
+from media.errors import AlreadyExists, DamagedMedia, InsufficientStorage, InvalidInput, TranscodeFailed
 from media.hls import MediaPlaylist, parse_media, render_master, render_media
 from media.hls.build import (
     Bitrates,
@@ -200,6 +201,28 @@ def publish(staging: Path, destination: Path, *, replace: bool) -> None:
             os.close(directory)
 
 
+# Less free space than this after a failure means the failure was most likely the full disk.
+NEARLY_FULL_BYTES = 1024 * 1024
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def out_of_space(error: BaseException, free_bytes: int | None) -> bool:
+    """Did packaging fail because the disk filled up? An OSError that says so, ffmpeg saying so, or
+    another failure with the disk (nearly) full."""
+    if isinstance(error, OSError) and error.errno in _NO_SPACE:
+        return True
+    if isinstance(error, TranscodeFailed) and "No space left on device" in error.stderr_tail:
+        return True
+    return free_bytes is not None and free_bytes < NEARLY_FULL_BYTES
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
 def _make_staging(plan: PackagePlan, destination: Path, root: Path) -> Path:
     """A fresh directory beside where the title will live (same filesystem: publish is a rename)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -239,8 +262,15 @@ async def package_title(
         await run_ffmpeg(build_command(plan, staging), plan.duration, on_progress, config.stall_timeout)
         info = await asyncio.to_thread(finish_title, staging, plan, title_id, title_name)
         await asyncio.to_thread(publish, staging, destination, replace=replace)
-    except BaseException:
+    except BaseException as error:
+        # A full disk shows up as whatever broke first (ffmpeg exits 0 with a cut playlist, or a write
+        # error): name the cause instead. Measured before the staging directory is removed.
+        full = isinstance(error, Exception) and out_of_space(error, _free_bytes(staging.parent))
         await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
+        if full:
+            raise InsufficientStorage(
+                f"the disk is full (no space left in {staging.parent}): {error}"
+            ) from error
         raise
     if on_progress is not None:
         on_progress(1.0)

@@ -106,7 +106,9 @@ async def run_ffmpeg(
         raise
     if exit_code != 0:
         raise TranscodeFailed(
-            "packaging failed",
+            f"packaging failed: ffmpeg was killed by {signal.Signals(-exit_code).name}"
+            if exit_code < 0 and -exit_code in signal.valid_signals()
+            else "packaging failed",
             command=command,
             exit_code=exit_code,
             stderr_tail=relevant_stderr(list(stderr_tail)),

@@ -186,6 +186,7 @@ def parse_master(text: str) -> MasterPlaylist:
                         if "AVERAGE-BANDWIDTH" in attrs
                         else None
                     ),
+                    pathway_id=attrs.get("PATHWAY-ID"),
                 )
             )
         elif tag == "#EXT-X-INDEPENDENT-SEGMENTS":

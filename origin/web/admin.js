@@ -201,8 +201,9 @@
     return surge.el("tr", { "data-id": title.id, "data-status": title.status },
       surge.el("td", {}, surge.el("div", { text: title.name }), surge.el("code", { class: "muted", text: title.id })),
       status,
-      surge.el("td", {}, surge.el("progress", { max: "1", value: String(title.progress) }),
-        ` ${surge.percent(title.progress)}`),
+      title.progress === null ? surge.el("td", { text: "—" })  // a failed title has no progress
+        : surge.el("td", {}, surge.el("progress", { max: "1", value: String(title.progress) }),
+          ` ${surge.percent(title.progress)}`),
       surge.el("td", { text: surge.duration(title.duration) }),
       surge.el("td", { text: new Date(title.created).toLocaleString() }),
       actions);

@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import MakeSource
 from tests.edge.conftest import SEGMENT, TITLE, EdgeProcess, Peer, get
-from tests.origin.conftest import AUTH
+from tests.origin.conftest import AUTH, OriginProcess, publish_small_title
 
 
 @pytest.fixture
@@ -142,6 +143,68 @@ async def test_stale_if_error_when_the_origin_dies(peer: Peer) -> None:
         await stop_edge(edge)
 
 
+async def test_cached_playlists_are_served_while_the_origin_is_down(peer: Peer) -> None:
+    """Playlists say max-age=2 and no stale-if-error: the edge's grace serves them, marked STALE, for
+    the whole outage; it logs that its upstream fails and counts it in /metrics."""
+    peer.cache_control = "public, max-age=1"
+    playlist = f"{TITLE}/360p/index.m3u8"
+    edge = await start_edge(peer, "--connect-timeout", "1", "--read-timeout", "1")
+    strict = await start_edge(peer, "--stale-grace", "0", "--connect-timeout", "1", "--read-timeout", "1")
+    try:
+        for server in (edge, strict):
+            assert (await get(server.url + playlist))[0] == 200
+        peer.fail_status = 503  # the origin answers nothing but errors
+        await asyncio.sleep(1.2)
+        for _ in range(5):
+            status, headers, body = await get(edge.url + playlist)
+            assert (status, headers["X-Cache"], body) == (200, "STALE", peer.objects[playlist])
+        assert (await get(strict.url + playlist))[0] == 502  # no grace: as before
+        status, _, body = await get(edge.url + SEGMENT)  # never cached: nothing to stand in
+        assert status == 502 and b'"error"' in body
+        async with aiohttp.ClientSession() as session, session.get(edge.url + "/metrics") as response:
+            metrics = await response.text()
+        assert f'surge_edge_upstream_up{{upstream="{peer.url}"}} 0.0' in metrics
+        assert "surge_edge_stale_on_error_total 5.0" in metrics
+        peer.fail_status = None  # back: the next revalidation refreshes the playlist
+        await asyncio.sleep(5.1)  # the breaker's cooldown
+        for _ in range(50):
+            status, headers, _ = await get(edge.url + playlist)
+            if headers["X-Cache"] != "STALE":
+                break
+            await asyncio.sleep(0.1)
+        assert (status, headers["X-Cache"]) == (200, "HIT")
+    finally:
+        await stop_edge(edge)
+        await stop_edge(strict)
+    events = [(e["level"], e["event"]) for e in edge.log if e["event"].startswith("upstream")]
+    assert events == [("warning", "upstream failing"), ("info", "upstream recovered")]
+    assert not [e for e in edge.log if e["level"] == "error"], edge.log
+
+
+async def test_playlists_of_a_killed_origin_stay_served(tmp_path: Path, make_source: MakeSource) -> None:
+    """A real origin, kill -9: its playlists (max-age=2, no stale-if-error) are answered STALE after
+    they expire, its cached segments as before."""
+    origin = OriginProcess(tmp_path / "data", "--preset", "ultrafast").start()
+    edge = None
+    try:
+        title = await asyncio.to_thread(publish_small_title, origin, make_source)
+        edge = await asyncio.to_thread(
+            EdgeProcess("--upstream", origin.url, "--connect-timeout", "1", "--read-timeout", "1").start
+        )
+        paths = [f"/titles/{title}/{p}" for p in ("master.m3u8", "360p/index.m3u8", "360p/seg_00000.m4s")]
+        cached = {path: (await get(edge.url + path))[2] for path in paths}
+        origin.stop(signal.SIGKILL)
+        await asyncio.sleep(2.2)
+        for path in paths:
+            status, headers, body = await get(edge.url + path)
+            expected = "STALE" if path.endswith(".m3u8") else "HIT"
+            assert (status, headers["X-Cache"], body) == (200, expected, cached[path]), path
+    finally:
+        if edge is not None:
+            await stop_edge(edge)
+        origin.stop(signal.SIGKILL)
+
+
 async def test_uncached_object_with_a_stalled_origin_gets_504_in_time(peer: Peer) -> None:
     peer.stall = True
     edge = await start_edge(peer, "--connect-timeout", "1", "--read-timeout", "1")
@@ -203,6 +266,13 @@ async def test_ranges_and_conditionals_from_cache(peer: Peer) -> None:
         assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
         status, _, body = await get(edge.url + SEGMENT, Range="bytes=0-1,5-6")
         assert status == 200 and body == whole
+        status, headers, _ = await get(edge.url + SEGMENT, Range="bytes=-0")  # RFC 9110 14.1.1
+        assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
+        status, _, body = await get(edge.url + SEGMENT, Range="bytes=0-9", **{"If-Range": '"other"'})
+        assert (status, body) == (200, whole)  # RFC 9110 13.1.5: not this representation
+        etag = (await get(edge.url + SEGMENT, "HEAD"))[1]["ETag"]
+        status, _, body = await get(edge.url + SEGMENT, Range="bytes=0-9", **{"If-Range": etag})
+        assert (status, body) == (206, whole[:10])
         _, headers, _ = await get(edge.url + SEGMENT)
         status, _, body = await get(edge.url + SEGMENT, **{"If-None-Match": headers["ETag"]})
         assert (status, body) == (304, b"")

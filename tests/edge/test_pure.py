@@ -126,6 +126,32 @@ def test_stale_if_error(cache_control: str, elapsed: float, allowed: bool) -> No
     )
 
 
+@pytest.mark.parametrize(
+    ("cache_control", "elapsed", "grace", "allowed"),
+    [
+        ("max-age=2", 30, 0, False),
+        ("max-age=2", 30, 60, True),  # the edge's grace stands in for a missing stale-if-error
+        ("max-age=2", 63, 60, False),
+        ("max-age=2, stale-if-error=600", 300, 60, True),  # the longer of the two
+        ("max-age=2, must-revalidate", 30, 86_400, False),
+        ("max-age=2, no-cache", 30, 86_400, False),
+    ],
+)
+def test_grace_on_error(cache_control: str, elapsed: float, grace: float, allowed: bool) -> None:
+    stored = freshness({"cache-control": cache_control}, T0, T0)
+    assert may_serve_stale_on_error(stored, T0 + elapsed, grace) is allowed
+
+
+def test_breaker_reports_the_start_and_end_of_a_failing_spell() -> None:
+    breaker = Breaker(threshold=3, cooldown=5.0)
+    assert [breaker.failed(T0), breaker.failed(T0), breaker.failed(T0), breaker.failed(T0)] == [
+        False, False, True, False
+    ]  # fmt: skip
+    assert breaker.failing and not breaker.available(T0 + 1) and breaker.available(T0 + 5)
+    assert breaker.succeeded() is True and not breaker.failing
+    assert breaker.succeeded() is False
+
+
 def test_validators() -> None:
     stored = freshness({"etag": '"abc"', "last-modified": DATE}, T0, T0)
     assert conditional_headers(stored) == {"If-None-Match": '"abc"', "If-Modified-Since": DATE}

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from fractions import Fraction
 
 import m3u8
@@ -7,6 +8,7 @@ from media.errors import InvalidPlaylist
 from media.hls import (
     AudioRendition,
     ByteRange,
+    ContentSteering,
     IFrameVariant,
     MasterPlaylist,
     MediaPlaylist,
@@ -98,6 +100,21 @@ def test_master_round_trip() -> None:
     assert parsed.iframe_variants == MASTER.iframe_variants
     assert parsed.variants[0].frame_rate == Fraction("29.970")
     assert render_master(parsed) == MASTER_TEXT
+
+
+def test_steered_master_round_trip() -> None:
+    """RFC 8216bis 4.4.6.3, 4.4.6.6: PATHWAY-ID on variants and I-frame variants survives a round trip."""
+    base = parse_master(MASTER_TEXT)  # FRAME-RATE is written with three decimals: start from those
+    steered = replace(
+        base,
+        variants=tuple(replace(v, pathway_id=p) for v in base.variants for p in ("edge-a", "edge-b")),
+        iframe_variants=tuple(
+            replace(i, pathway_id=p) for i in base.iframe_variants for p in ("edge-a", "edge-b")
+        ),
+        content_steering=ContentSteering("/steer/show.json", "edge-a"),
+    )
+    assert steered.iframe_variants, "the fixture must have an I-frame variant"
+    assert parse_master(render_master(steered)) == steered
 
 
 def test_second_opinion_from_the_m3u8_package() -> None:

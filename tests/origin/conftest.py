@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -141,3 +142,22 @@ def publish_small_title(origin: OriginProcess, make_source: MakeSource) -> str:
 
 def files_under(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+
+
+@contextlib.contextmanager
+def small_filesystem(directory: Path, size: int) -> Iterator[Path]:
+    """A tmpfs of ``size`` bytes mounted on ``directory`` (a disk that fills up for real), unmounted
+    afterwards, also on failure. Needs root, which ``make test`` runs as."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs (root is needed): {mounted.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "--lazy", str(directory)], check=True)

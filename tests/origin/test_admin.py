@@ -207,6 +207,11 @@ async def test_client_that_disconnects_mid_upload_leaves_no_residue(
             assert (await response.json())["titles"] == []
         async with session.get(f"{origin.url}/healthz") as response:
             assert response.status == 200
+    origin.stop()
+    # nginx's 499, not a 500 and an error line: the client left.
+    aborted = [e for e in origin.log if e.get("event") == "request" and e.get("method") == "POST"]
+    assert [e["status"] for e in aborted] == [499]
+    assert not [e for e in origin.log if e.get("level") == "error"], origin.log
 
 
 async def test_concurrent_uploads_all_get_packaged(tmp_path: Path, make_source: MakeSource) -> None:

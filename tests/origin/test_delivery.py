@@ -109,6 +109,24 @@ async def test_ranges(published: Published) -> None:
     # Multiple ranges may be refused (RFC 9110 14.2): never a wrong 206.
     status, _, body = await fetch(url, Range="bytes=0-9,20-29")
     assert status in (200, 416) and (status == 416 or body == whole)
+    # A zero-length suffix is unsatisfiable (RFC 9110 14.1.1), not the whole body as a 206.
+    status, headers, _ = await fetch(url, Range="bytes=-0")
+    assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
+
+
+@pytest.mark.parametrize("path", ["360p/seg_00000.m4s", "360p/index.m3u8"])  # on disk, and in memory
+async def test_if_range(published: Published, path: str) -> None:
+    url = f"{published.base}/{path}"
+    whole = (published.origin.data / "titles" / published.title_id / path).read_bytes()
+    _, headers, _ = await fetch(url)
+    etag, modified = headers["ETag"], headers["Last-Modified"]
+    for validator in (etag, modified):
+        status, _, body = await fetch(url, Range="bytes=0-9", **{"If-Range": validator})
+        assert (status, body) == (206, whole[:10])
+    # RFC 9110 13.1.5: a validator that no longer matches gets the whole current body, 200.
+    for stale in ('"0-0"', f"W/{etag}", "Tue, 01 Jan 2002 00:00:00 GMT"):
+        status, headers, body = await fetch(url, Range="bytes=0-9", **{"If-Range": stale})
+        assert (status, body) == (200, whole) and "Content-Range" not in headers
 
 
 async def test_playlists_are_gzipped_for_clients_that_accept_it(published: Published) -> None:

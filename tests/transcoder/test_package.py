@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from media.errors import AlreadyExists, DamagedMedia, UnsupportedMedia
+from media.errors import AlreadyExists, DamagedMedia, InsufficientStorage, UnsupportedMedia
 from media.ladder import Rung
 from tests.conftest import MakeSource, ffmpeg_pids_under
+from tests.origin.conftest import small_filesystem
 from tests.transcoder.checks import check_title
 from transcoder.package import package_title
 from transcoder.plan import PackageConfig
@@ -172,3 +173,14 @@ def test_staging_root_is_used_and_cleaned(make_source: MakeSource, tmp_path: Pat
     package(source, tmp_path / "titles" / "abc", staging_root=staging)
     assert list(staging.iterdir()) == []
     assert (tmp_path / "titles" / "abc" / "master.m3u8").is_file()
+
+
+def test_a_full_disk_is_reported_as_such(make_source: MakeSource, tmp_path: Path) -> None:
+    """ENOSPC while packaging used to surface as whatever broke first ("a playlist must start with
+    #EXTM3U"); it is named, and the staging directory is gone."""
+    source = make_source("with-audio.mp4", width=640, height=360, duration=8)
+    with small_filesystem(tmp_path / "small", 256 * 1024) as small:
+        with pytest.raises(InsufficientStorage, match="the disk is full") as raised:
+            package(source, small / "title")
+        assert list(small.iterdir()) == []
+    assert raised.value.status == 507
