@@ -33,7 +33,13 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
-def configure_logging(component: str, level: int = logging.INFO) -> None:
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging(component: str, level: int | str = logging.INFO) -> None:
+    """JSON lines on stderr from ``level`` up (a number, or a name of ``LEVELS``)."""
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter(component))
     root = logging.getLogger()

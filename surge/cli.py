@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.title import TitleInfo
 from service.loop import run, run_server
+from surge.config import add_config_option, parse_args
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
@@ -191,7 +193,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
     from service.serve import serve
 
     config = _origin_config(args)
-    configure_logging("origin")
+    configure_logging("origin", args.log_level)
     app = make_app(config)
     run_server(
         serve(
@@ -280,7 +282,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         keepalive_timeout=args.keepalive_timeout,
         **({"edge_id": args.id} if args.id else {}),
     )
-    configure_logging("edge")
+    configure_logging("edge", args.log_level)
     app = make_app(config)
     run_server(
         serve(
@@ -305,6 +307,7 @@ def _fleet_parts(args: argparse.Namespace, origin_url: str) -> tuple[object, obj
     from edge.router.scaler import ScalerConfig
 
     edge_args = ["--cache-mem", args.cache_mem, "--prefetch", str(args.prefetch)]
+    edge_args += ["--log-level", args.log_level]
     if not args.edge_access_log:
         edge_args.append("--no-access-log")
     scaler = ScalerConfig(
@@ -323,7 +326,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
     from service.serve import Site, serve_all
 
-    configure_logging("fleet")
+    configure_logging("fleet", args.log_level)
     fleet, settings = _fleet_parts(args, args.origin.rstrip("/"))
     site = Site(make_app(fleet, settings), args.host, args.port, name="fleet")  # type: ignore[arg-type]
     run_server(serve_all([site]))
@@ -337,7 +340,7 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
     from service.logs import configure_logging
     from service.serve import Site, serve_all
 
-    configure_logging("up")
+    configure_logging("up", args.log_level)
     origin_config = _origin_config(args)
     urls: dict[str, str] = {}
 
@@ -381,6 +384,14 @@ def _fleet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redirect", action="store_true", help="answer masters with a 302 to the edge")
 
 
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    from service.logs import LEVELS
+
+    parser.add_argument(
+        "--log-level", default="info", choices=LEVELS, help="least severe line logged (default info)"
+    )
+
+
 def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -400,10 +411,26 @@ def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-access-log", action="store_true", help="no log line per request (metrics stay)")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("surge")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers by name (argparse exposes them only through its private actions)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("surge's parser has subcommands")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="surge", description="Adaptive HLS streaming: package, serve, scale out."
     )
+    parser.add_argument("--version", action="version", version=f"surge {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     transcode = commands.add_parser("transcode", help="package one source video into an HLS title directory")
@@ -436,12 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _origin_options(demo)
     _fleet_options(demo)
+    _server_options(demo)
     demo.add_argument("--fleet-port", type=int, default=8000, help="the fleet's port (default 8000)")
     demo.set_defaults(handler=cmd_demo)
     origin = commands.add_parser(
         "origin", help="serve the library and take uploads (admin API, packaging queue)"
     )
     _origin_options(origin)
+    _server_options(origin)
     origin.set_defaults(handler=cmd_origin)
 
     edge = commands.add_parser(
@@ -462,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
     edge.add_argument("--header-timeout", type=float, default=10.0, help="408 for slower request headers, s")
     edge.add_argument("--keepalive-timeout", type=float, default=75.0, help="close idle connections after, s")
+    _server_options(edge)
     edge.set_defaults(handler=cmd_edge)
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")
@@ -469,11 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fleet.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     _fleet_options(fleet)
+    _server_options(fleet)
     fleet.set_defaults(handler=cmd_fleet)
 
     up = commands.add_parser("up", help="run origin + fleet (+ edges) together")
     _origin_options(up)
     _fleet_options(up)
+    _server_options(up)
     up.add_argument("--fleet-port", type=int, default=8000, help="the fleet's port (default 8000)")
     up.set_defaults(handler=cmd_up)
 
@@ -491,13 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     upload.set_defaults(handler=cmd_upload)
     add_loadtest_parser(commands)
+    add_config_option(commands.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parse_args(parser, _commands(parser), sys.argv[1:] if argv is None else argv, os.environ)
         return int(args.handler(args))
     except SurgeError as err:
         print(f"surge: error: {err}", file=sys.stderr)
