@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from edge.config import EdgeConfig
 from edge.proxy import Edge, validate_path
+from edge.purge import USAGE, parse_purge
 from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE
 from service.front import FAST_PATH
@@ -40,7 +41,11 @@ class Unauthorized(SurgeError):
 
 
 def check_admin(request: web.Request, config: EdgeConfig) -> None:
-    token = config.admin_token or os.environ.get(TOKEN_ENV)
+    check_admin_token(request, config.admin_token or os.environ.get(TOKEN_ENV))
+
+
+def check_admin_token(request: web.Request, token: str | None) -> None:
+    """401 without a bearer token, 403 with a wrong one (constant-time compare) or when none is set."""
     if not token:
         raise Forbidden(f"purging is disabled: start the edge with {TOKEN_ENV} or --admin-token")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -75,20 +80,13 @@ async def purge_api(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        raise InvalidInput('the body must be JSON: {"paths": [...]} or {"prefix": "/titles/<id>/"}') from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    paths, prefix = body.get("paths", []), body.get("prefix")
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise InvalidInput("paths must be a list of strings")
-    if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/titles/")):
-        raise InvalidInput("prefix must start with /titles/")
+        raise InvalidInput(f"the body must be JSON: {USAGE}") from None
+    wanted = parse_purge(body)
     count = 0
-    for path in paths:
-        validate_path(path)
+    for path in wanted.paths:
         count += int(await edge.purge(path))
-    if prefix:
-        count += await edge.purge_prefix(prefix)
+    if wanted.prefix:
+        count += await edge.purge_prefix(wanted.prefix)
     return web.json_response({"purged": count})
 
 

@@ -13,6 +13,7 @@ from origin import admin, delivery
 from origin import web as web_pages
 from origin.auth import load_or_create_token
 from origin.config import OriginConfig
+from origin.fleet import FLEET_LINK, FleetLink
 from origin.jobs import JobQueue
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
 from origin.store import TitleStore
@@ -55,6 +56,7 @@ def make_app(config: OriginConfig) -> web.Application:
     app[CONFIG] = config
     app[LIBRARY] = Library(config.data)
     app[METRICS] = metrics
+    app[FLEET_LINK] = FleetLink(config.fleet)
     app.cleanup_ctx.append(_resources)
 
     async def handle_metrics(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ class OriginConfig:
     shutdown_timeout: float = 30.0
     delivery_memory: int = 256 * MiB  # published files kept in memory for delivery
     package: PackageConfig = field(default_factory=PackageConfig)
+    fleet: str | None = None  # the fleet's URL: deleting a title purges it there
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

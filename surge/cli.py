@@ -184,6 +184,7 @@ def _origin_config(args: argparse.Namespace) -> OriginConfig:
         cors_origin=args.cors_origin,
         playlist_max_age=args.playlist_max_age,
         package=PackageConfig(preset=args.preset),
+        fleet=getattr(args, "fleet", None),
     )
 
 
@@ -299,12 +300,19 @@ def cmd_edge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fleet_parts(args: argparse.Namespace, origin_url: str) -> tuple[object, object]:
-    """The fleet and its router settings from command-line flags."""
+def _fleet_parts(
+    args: argparse.Namespace, origin_url: str, admin_token: str | None = None
+) -> tuple[object, object]:
+    """The fleet and its router settings from command-line flags; ``admin_token``: the origin's."""
     from edge.router.app import RouterSettings
     from edge.router.backends import LocalProcesses
     from edge.router.fleet import Fleet, FleetConfig
     from edge.router.scaler import ScalerConfig
+    from origin.auth import TOKEN_ENV
+
+    token = admin_token or getattr(args, "admin_token", None)
+    if token:
+        os.environ[TOKEN_ENV] = token  # the edges it starts inherit it (kept out of their command lines)
 
     edge_args = ["--cache-mem", args.cache_mem, "--prefetch", str(args.prefetch)]
     edge_args += ["--log-level", args.log_level]
@@ -318,7 +326,10 @@ def _fleet_parts(args: argparse.Namespace, origin_url: str) -> tuple[object, obj
     )
     config = FleetConfig(origin=origin_url, scaler=scaler)
     fleet = Fleet(config, LocalProcesses(origin_url, tuple(edge_args)))
-    return fleet, RouterSettings(origin=origin_url, steering=not args.no_steering, redirect=args.redirect)
+    settings = RouterSettings(
+        origin=origin_url, steering=not args.no_steering, redirect=args.redirect, admin_token=token or None
+    )
+    return fleet, settings
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
@@ -337,6 +348,8 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
     """Origin and fleet in one process (edges are child processes); ``announce(origin, fleet)``."""
     from edge.router.app import make_app as make_router
     from origin.app import make_app as make_origin
+    from origin.fleet import FLEET_LINK
+    from origin.keys import TOKEN
     from service.logs import configure_logging
     from service.serve import Site, serve_all
 
@@ -344,17 +357,20 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
     origin_config = _origin_config(args)
     urls: dict[str, str] = {}
 
+    origin = make_origin(origin_config)
+
     def router() -> web.Application:
-        # Built once the origin listens: the fleet needs its real URL (port 0 picks one).
-        fleet, settings = _fleet_parts(args, urls["origin"])
+        # Built once the origin listens: the fleet needs its real URL (port 0 picks one) and its token.
+        fleet, settings = _fleet_parts(args, urls["origin"], origin[TOKEN])
         return make_router(fleet, settings)  # type: ignore[arg-type]
 
     def fleet_listening(url: str) -> None:
+        origin[FLEET_LINK].url = url  # deleting a title now purges it from the fleet
         if announce is not None:
             announce(urls["origin"], url)
 
     sites = [
-        Site(make_origin(origin_config), origin_config.host, origin_config.port, name="origin",
+        Site(origin, origin_config.host, origin_config.port, name="origin",
              on_listening=lambda url: urls.__setitem__("origin", url)),
         Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet"),
     ]  # fmt: skip
@@ -470,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         "origin", help="serve the library and take uploads (admin API, packaging queue)"
     )
     _origin_options(origin)
+    origin.add_argument("--fleet", help="the fleet in front of this origin: deleting a title purges it there")
     _server_options(origin)
     origin.set_defaults(handler=cmd_origin)
 
@@ -498,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--origin", required=True, help="origin URL the edges fill from")
     fleet.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fleet.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    fleet.add_argument("--admin-token", help="token for POST /admin/purge, shared with its edges")
     _fleet_options(fleet)
     _server_options(fleet)
     fleet.set_defaults(handler=cmd_fleet)

@@ -9,6 +9,7 @@ spec 8.18). Other public paths (the player page, catalog, static files) are pass
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -20,12 +21,17 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+from edge.app import check_admin_token
+from edge.purge import USAGE as PURGE_USAGE
+from edge.purge import parse_purge
 from edge.router.fleet import Fleet
+from edge.router.purge import purge_fleet, purge_report
 from edge.router.steering import master_for_edges, session_priority, steering_manifest
-from media.errors import NotFound, SurgeError
+from media.errors import InvalidInput, NotFound, SurgeError
 from media.hls import parse_master, render_master
 from media.ids import validate_title_id
 from service.http import METRICS, RequestMetrics, errors_as_json, track_in_flight
+from service.logs import log
 
 FLEET = web.AppKey("fleet", Fleet)
 SESSION = web.AppKey("origin_session", aiohttp.ClientSession)
@@ -33,6 +39,7 @@ MASTERS = web.AppKey("masters", dict)
 MASTER_CACHE_S = 5.0
 STATUS_PAGE = Path(__file__).with_name("status.html")
 PASSED_TO_ORIGIN = ("/player/", "/static/", "/titles")
+logger = logging.getLogger("surge.fleet")
 
 
 class UpstreamError(SurgeError):
@@ -44,6 +51,7 @@ class RouterSettings:
     origin: str
     steering: bool = True
     redirect: bool = False
+    admin_token: str | None = None  # for POST /admin/purge here and on the edges; None: purging is off
 
 
 SETTINGS = web.AppKey("router_settings", RouterSettings)
@@ -104,6 +112,25 @@ async def steer(request: web.Request) -> web.Response:
     return web.json_response(
         manifest, headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
     )
+
+
+async def purge(request: web.Request) -> web.Response:
+    """``POST /admin/purge`` (the edge's body: paths and/or a prefix) on every edge; a report per edge."""
+    token = request.app[SETTINGS].admin_token
+    check_admin_token(request, token)
+    assert token is not None
+    try:
+        wanted = parse_purge(await request.json())
+    except ValueError:
+        raise InvalidInput(f"the body must be JSON: {PURGE_USAGE}") from None
+    for title in wanted.titles():
+        request.app[MASTERS].pop(title, None)
+    edges = [(e.handle.id, e.handle.url) for e in request.app[FLEET].edges.values()]
+    outcomes = await purge_fleet(request.app[SESSION], edges, token, wanted)
+    status, body = purge_report(outcomes)
+    log(logger, "purge", prefix=wanted.prefix, paths=len(wanted.paths), edges=len(edges),
+        purged=body["purged"], failed=body["failed"])  # fmt: skip
+    return web.json_response(body, status=status)
 
 
 async def fleet_status(request: web.Request) -> web.Response:
@@ -170,6 +197,7 @@ def make_app(fleet: Fleet, settings: RouterSettings) -> web.Application:
     app.router.add_get("/t/{title_id}/master.m3u8", master)
     app.router.add_get("/steer/{title_id}.json", steer)
     app.router.add_get("/fleet", fleet_status)
+    app.router.add_post("/admin/purge", purge)
     app.router.add_get("/", status_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", handle_metrics)
