@@ -7,15 +7,17 @@ import os
 import time
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import Payload, web
 from prometheus_client import CollectorRegistry, Gauge
 
 from edge.config import EdgeConfig
+from edge.metrics import CacheStatus, EdgeMetrics, cache_status
+from edge.policy import is_storable
 from edge.proxy import Edge, validate_path
 from edge.purge import USAGE, parse_purge
 from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE
-from service.front import FAST_PATH
+from service.front import FAST_PATH, Answer, SimpleRequest
 from service.http import (
     IN_FLIGHT,
     METRICS,
@@ -23,10 +25,13 @@ from service.http import (
     RequestMetrics,
     ServerInfo,
     errors_as_json,
+    readiness_response,
     track_in_flight,
 )
 
 EDGE = web.AppKey("edge", Edge)
+CACHE_METRICS = web.AppKey("cache_metrics", EdgeMetrics)
+READY_PROBE_TIMEOUT = 1.0
 STARTED = web.AppKey("started", float)
 TOKEN_ENV = "SURGE_ADMIN_TOKEN"
 
@@ -56,7 +61,27 @@ def check_admin_token(request: web.Request, token: str | None) -> None:
 
 
 async def deliver(request: web.Request) -> web.StreamResponse:
-    return await request.app[EDGE].handle(request)
+    edge, metrics = request.app[EDGE], request.app[CACHE_METRICS]
+    try:
+        response = await edge.handle(request)
+    except SurgeError:
+        metrics.observe(CacheStatus.ERROR, 0)  # answered as JSON by errors_as_json
+        raise
+    size = _body_size(request, response)
+    lower = {k.lower(): v for k, v in response.headers.items()}
+    storable = is_storable("GET", response.status, lower) and size <= edge.largest_cacheable
+    metrics.observe(cache_status(response.headers.get("X-Cache"), storable), size)
+    return response
+
+
+def _body_size(request: web.Request, response: web.StreamResponse) -> int:
+    """Body bytes of an answer (``body_length`` of a streamed one counts its header bytes too)."""
+    if request.method == "HEAD" or response.status == 304:
+        return 0
+    length = response.content_length
+    if length is None and isinstance(response, web.Response) and isinstance(response.body, Payload):
+        length = response.body.size  # a memoryview body (a range of a cached object), not sent yet
+    return length if length is not None else response.body_length
 
 
 async def purge(request: web.Request) -> web.Response:
@@ -118,6 +143,15 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "id": request.app[EDGE].config.edge_id})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when at least one upstream (the parent, or an origin) answers."""
+    found = await request.app[EDGE].upstreams.reachable(READY_PROBE_TIMEOUT)
+    problem = None
+    if all(found.values()):
+        problem = "no upstream answers: " + "; ".join(f"{url}: {why}" for url, why in found.items())
+    return readiness_response({"upstream": problem})
+
+
 def make_app(config: EdgeConfig) -> web.Application:
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry, "surge_edge")
@@ -125,7 +159,16 @@ def make_app(config: EdgeConfig) -> web.Application:
     track_in_flight(app)
     edge = Edge(config)
     app[EDGE] = edge
-    app[FAST_PATH] = edge.fast_answer
+    cache_metrics = EdgeMetrics(registry, edge.upstreams, lambda: edge.stats.rates(edge.clock()))
+    app[CACHE_METRICS] = cache_metrics
+
+    def fast_answer(request: SimpleRequest) -> Answer | None:
+        answer = edge.fast_answer(request)
+        if answer is not None:  # the front answers only fresh hits (and their 304s)
+            cache_metrics.observe(CacheStatus.HIT, len(answer.body))
+        return answer
+
+    app[FAST_PATH] = fast_answer
     app[METRICS] = metrics
     app[SERVER_INFO] = ServerInfo()
     app[STARTED] = time.monotonic()
@@ -158,5 +201,6 @@ def make_app(config: EdgeConfig) -> web.Application:
     app.router.add_post("/admin/purge", purge_api)
     app.router.add_get("/stats", stats)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", handle_metrics)
     return app

@@ -3,6 +3,7 @@ retry on the next upstream, and a circuit breaker that skips a dead upstream for
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,6 +86,10 @@ class Upstreams:
     read_timeout: float = 10.0
     connections: int = 256
     breakers: dict[str, Breaker] = field(default_factory=dict)
+    # For /metrics, by kind of upstream ("origin" or "parent"): answers, failed attempts; failed fills.
+    fetches: dict[str, int] = field(default_factory=lambda: {"origin": 0, "parent": 0})
+    errors: dict[str, int] = field(default_factory=lambda: {"origin": 0, "parent": 0})
+    fill_errors: int = 0
     _session: aiohttp.ClientSession | None = None
     _next: int = 0
 
@@ -117,23 +122,28 @@ class Upstreams:
         timed_out = False
         for url in upstream_order(self.urls, self.breakers, time.monotonic(), self._next, self.parent):
             breaker = self.breakers[url]
+            kind = "parent" if url == self.parent else "origin"
             try:
                 response = await self._session.get(url + path, headers=headers, allow_redirects=False)
             except TimeoutError:
                 breaker.failed(time.monotonic())
                 errors.append(f"{url}: timed out")
                 timed_out = True
+                self.errors[kind] += 1
                 continue
             except aiohttp.ClientError as err:
                 breaker.failed(time.monotonic())
                 errors.append(f"{url}: {err.__class__.__name__}")
+                self.errors[kind] += 1
                 continue
             if response.status >= 500:
                 breaker.failed(time.monotonic())
                 errors.append(f"{url}: {response.status}")
                 response.release()
+                self.errors[kind] += 1
                 continue
             breaker.succeeded()
+            self.fetches[kind] += 1
             try:
                 yield UpstreamResponse(
                     status=response.status,
@@ -141,8 +151,33 @@ class Upstreams:
                     content=response.content,
                     upstream=url,
                 )
+            except (aiohttp.ClientError, TimeoutError):
+                self.fill_errors += 1  # the body broke off
+                raise
             finally:
                 response.release()
             return
+        self.fill_errors += 1
         message = "no upstream answered: " + "; ".join(errors)
         raise UpstreamTimeout(message) if timed_out else UpstreamFailed(message)
+
+    async def reachable(self, limit: float) -> dict[str, str | None]:
+        """Per upstream (parent first): None when it answers ``GET /healthz`` with anything below 500 within
+        ``limit`` seconds (a plain HTTP origin without /healthz answers 404: reachable), else why not."""
+        if self._session is None:
+            raise RuntimeError("upstreams are not open")
+        session = self._session
+        urls = [*([self.parent] if self.parent else []), *self.urls]
+
+        async def probe(url: str) -> str | None:
+            try:
+                async with session.get(
+                    url + "/healthz", timeout=aiohttp.ClientTimeout(total=limit), allow_redirects=False
+                ) as response:
+                    return None if response.status < 500 else f"answered {response.status}"
+            except TimeoutError:
+                return f"no answer within {limit:g} s"
+            except aiohttp.ClientError as err:
+                return f"unreachable: {err.__class__.__name__}"
+
+        return dict(zip(urls, await asyncio.gather(*(probe(url) for url in urls)), strict=True))

@@ -24,13 +24,14 @@ from prometheus_client import CollectorRegistry, Gauge
 from edge.app import check_admin_token
 from edge.purge import USAGE as PURGE_USAGE
 from edge.purge import parse_purge
+from edge.router.discovery import Target, target_groups
 from edge.router.fleet import Fleet
 from edge.router.purge import purge_fleet, purge_report
 from edge.router.steering import master_for_edges, session_priority, steering_manifest
 from media.errors import InvalidInput, NotFound, SurgeError
 from media.hls import parse_master, render_master
 from media.ids import validate_title_id
-from service.http import METRICS, RequestMetrics, errors_as_json, track_in_flight
+from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
 from service.logs import log
 
 FLEET = web.AppKey("fleet", Fleet)
@@ -147,6 +148,21 @@ async def healthz(request: web.Request) -> web.Response:
                              status=200 if active else 503)  # fmt: skip
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when at least one edge is active (players given a master have somewhere to go)."""
+    active = len(request.app[FLEET].active())
+    return readiness_response({"edges": None if active else "no active edge yet"})
+
+
+async def prometheus_targets(request: web.Request) -> web.Response:
+    """Prometheus ``http_sd_config``: every edge (whatever its state) and the fleet itself."""
+    edges = [
+        Target("edge", e.handle.id, e.handle.url, str(e.state)) for e in request.app[FLEET].edges.values()
+    ]
+    itself = Target("fleet", "fleet", f"{request.scheme}://{request.host}", "active")
+    return web.json_response(target_groups([itself, *edges]), headers={"Cache-Control": "no-store"})
+
+
 async def pass_to_origin(request: web.Request) -> web.StreamResponse:
     """The player page, static files and the catalog, as the origin serves them."""
     path = request.path
@@ -200,6 +216,8 @@ def make_app(fleet: Fleet, settings: RouterSettings) -> web.Application:
     app.router.add_post("/admin/purge", purge)
     app.router.add_get("/", status_page)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/prometheus/targets", prometheus_targets)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/titles", pass_to_origin)
     app.router.add_get("/player/", pass_to_origin)

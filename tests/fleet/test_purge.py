@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -75,26 +74,6 @@ def test_the_report_names_every_edge_and_fails_when_one_did_not_purge() -> None:
     assert body["edges"][2] == {"id": "edge-3", "url": "http://127.0.0.1:3", "ok": False, "status": None,
                                 "error": "no answer within 5 s"}  # fmt: skip
     assert purge_report([]) == (200, {"purged": 0, "failed": 0, "edges": []})
-
-
-@pytest.fixture
-async def fleet_of_two(peer: Peer) -> AsyncIterator[tuple[SurgeProcess, list[dict[str, Any]]]]:
-    """``surge fleet`` with two edges in front of the peer; the edges as /fleet lists them."""
-    process = await asyncio.to_thread(
-        SurgeProcess("fleet", "--origin", peer.url, "--min-edges", "2", "--cache-mem", "16MiB").start
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def two_active() -> bool:
-                edges = (await fleet_state(session, process.url))["edges"]
-                return sum(e["state"] == "active" for e in edges) == 2
-
-            await wait_until(two_active, 30, "two active edges")
-            edges = (await fleet_state(session, process.url))["edges"]
-        yield process, edges
-    finally:
-        assert await asyncio.to_thread(process.stop) == 0
 
 
 async def purge(fleet: str, body: object, **headers: str) -> tuple[int, dict[str, Any]]:
