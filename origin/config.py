@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from media.errors import InvalidInput
 from transcoder.plan import PackageConfig
@@ -37,6 +38,10 @@ class OriginConfig:
             raise InvalidInput("--jobs must be 1-64")
         if self.min_free_disk < 0 or self.playlist_max_age < 0:
             raise InvalidInput("sizes and ages cannot be negative")
+        if self.fleet is not None:
+            parts = urlsplit(self.fleet)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise InvalidInput(f"invalid --fleet URL {self.fleet!r}: expected http://host:port")
 
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": MiB,

@@ -34,6 +34,7 @@ class JsonLineFormatter(logging.Formatter):
 
 
 LEVELS = ("debug", "info", "warning", "error")
+LIFECYCLE_LOGGER = "surge.serve"
 
 
 def configure_logging(component: str, level: int | str = logging.INFO) -> None:
@@ -45,6 +46,9 @@ def configure_logging(component: str, level: int | str = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # A server's own lifecycle (listening, with its URL; shutting down; stopped) is always written:
+    # whoever started it (a fleet, a test, an operator) learns its port from the "listening" line.
+    logging.getLogger(LIFECYCLE_LOGGER).setLevel(min(level, logging.INFO))
     # aiohttp's own access log is replaced by our request log line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

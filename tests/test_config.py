@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -115,6 +118,15 @@ def test_the_command_reads_its_environment_and_file(tmp_path: Path) -> None:
     assert by_env.returncode == 1 and "--duration must be in" in by_env.stderr  # players 5 passed
 
 
+def test_a_bad_fleet_url_is_refused_before_the_origin_starts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*SURGE, "origin", "--data", str(tmp_path / "data"), "--port", "0", "--fleet", "fleet.example"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == "surge: error: invalid --fleet URL 'fleet.example': expected http://host:port\n"
+
+
 def test_version_comes_from_the_package_metadata() -> None:
     from importlib.metadata import version
 
@@ -125,3 +137,43 @@ def test_version_comes_from_the_package_metadata() -> None:
 def test_the_license_is_the_one_pyproject_names() -> None:
     assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+
+
+def test_log_level_keeps_the_lifecycle_lines_and_drops_the_rest(tmp_path: Path) -> None:
+    """A real origin at --log-level warning: it still says where it listens (so whoever started it can
+    find it), but writes no request lines."""
+    from tests.origin.conftest import OriginProcess
+
+    origin = OriginProcess(tmp_path / "data", "--log-level", "warning").start()
+    try:
+        with urllib.request.urlopen(f"{origin.url}/healthz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        assert origin.stop() == 0
+    events = [line.get("event") for line in origin.log]
+    assert "listening" in events and "stopped" in events
+    assert "request" not in events and "admin token" not in events  # info lines of other loggers
+
+
+def test_a_fleet_at_warning_level_still_starts_its_edges(tmp_path: Path) -> None:
+    """The fleet passes its level to its edges and learns their URLs from their lifecycle lines."""
+    from tests.fleet.test_fleet import edge_pids
+    from tests.origin.conftest import SurgeProcess
+
+    fleet = SurgeProcess("fleet", "--origin", "http://127.0.0.1:9", "--log-level", "warning").start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(f"{fleet.url}/fleet", timeout=10) as response:
+                edges = json.loads(response.read())["edges"]
+            if edges:
+                break
+            assert time.monotonic() < deadline, "no edge started"
+            time.sleep(0.2)
+        assert edges[0]["state"] == "active" and edges[0]["url"].startswith("http://127.0.0.1:")
+        assert fleet.process is not None
+        (pid,) = edge_pids(fleet.process.pid).values()
+        assert b"\x00--log-level\x00warning\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        assert fleet.stop() == 0
+    assert not [line for line in fleet.log if line.get("level") == "info" and line.get("event") == "request"]

@@ -19,7 +19,7 @@ from media.errors import InvalidInput
 from tests.conftest import MakeSource
 from tests.edge.conftest import SEGMENT, TITLE, Peer, get
 from tests.fleet.test_fleet import edge_pids, fleet_state, wait_until
-from tests.origin.conftest import AUTH, OriginProcess, SurgeProcess, upload, wait_for_status
+from tests.origin.conftest import AUTH, TOKEN, OriginProcess, SurgeProcess, upload, wait_for_status
 
 
 @pytest.mark.parametrize(
@@ -88,6 +88,10 @@ async def test_the_fleet_purges_every_edge_it_started(
     peer: Peer, fleet_of_two: tuple[SurgeProcess, list[dict[str, Any]]]
 ) -> None:
     fleet, edges = fleet_of_two
+    assert fleet.process is not None
+    for pid in edge_pids(fleet.process.pid).values():  # the token travels in the environment, not argv
+        assert TOKEN.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert f"SURGE_ADMIN_TOKEN={TOKEN}".encode() in Path(f"/proc/{pid}/environ").read_bytes()
     for edge in edges:
         await get(edge["url"] + SEGMENT)
         assert (await get(edge["url"] + SEGMENT))[1]["X-Cache"] == "HIT"
