@@ -4,7 +4,6 @@ rates (a real edge process in front of a real peer, /metrics parsed by prometheu
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
 import pytest
@@ -12,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge.metrics import CacheStatus, cache_status, hottest
 from service.http import readiness
+from tests.conftest import json_of
 from tests.edge.conftest import SEGMENT, TITLE, EdgeProcess, Peer, get
 
 
@@ -66,11 +66,6 @@ async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]
 
 def by(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float:
     return samples[name][tuple(sorted(labels.items()))]
-
-
-async def json_of(url: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        return response.status, await response.json()
 
 
 async def test_counters_by_cache_status_fetches_and_fill_errors(peer: Peer) -> None:

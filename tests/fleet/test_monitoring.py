@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from edge.router.discovery import Target, target_groups
+from tests.conftest import json_of
 from tests.origin.conftest import SurgeProcess
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")  # Prometheus data model, label names
@@ -43,11 +44,6 @@ def test_target_groups_carry_scheme_path_and_identity() -> None:
         "labels": {"__scheme__": "https", "__metrics_path__": "/metrics", "surge_role": "edge",
                    "surge_id": "edge-1", "surge_state": "draining"},
     }  # fmt: skip
-
-
-async def json_of(url: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        return response.status, await response.json()
 
 
 async def test_readyz_and_service_discovery(fleet_of_two: tuple[SurgeProcess, list[dict[str, Any]]]) -> None:

@@ -167,18 +167,23 @@ def origin_master(tmp_path_factory: pytest.TempPathFactory, make_source: MakeSou
         origin.stop()
 
 
-def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
-    origin_master: str, tmp_path: Path
-) -> None:
-    out = tmp_path / "report.json"
-    options = ["--players", "3", "--ramp", "0.5", "--duration", "3", "--speed", "8", "--report", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "surge.cli", "loadtest", origin_master, *options, "--quiet"],
+def run_loadtest(url: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """``surge loadtest URL OPTIONS --quiet`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "surge.cli", "loadtest", url, *options, "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
     )
+
+
+def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
+    origin_master: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    options = ["--players", "3", "--ramp", "0.5", "--duration", "3", "--speed", "8", "--report", str(out)]
+    done = run_loadtest(origin_master, *options)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(
         f"surge loadtest: 3 players (steady, ramp 0.5 s, 3 s at 8x) against {origin_master}"
@@ -211,13 +216,7 @@ def test_fail_on_prints_each_threshold_and_exits_99_when_one_is_broken(
     # startup_max>=0s holds in every run that starts a session: a threshold broken for sure.
     gate = "error_rate>0.5,startup_max>=0s"
     options = ["--players", "2", "--duration", "2", "--speed", "8", "--fail-on", gate, "--report", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "surge.cli", "loadtest", origin_master, *options, "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = run_loadtest(origin_master, *options)
     assert done.returncode == 99, done.stderr
     lines = done.stdout.splitlines()
     table = lines[lines.index("thresholds") + 1 :]

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
-
+from tests.conftest import json_of
 from tests.origin.conftest import OriginProcess
-
-
-async def json_of(url: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        return response.status, await response.json()
 
 
 async def test_ready_while_its_library_is_in_place(origin: OriginProcess) -> None:
