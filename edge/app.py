@@ -52,7 +52,7 @@ def check_admin(request: web.Request, config: EdgeConfig) -> None:
 def check_admin_token(request: web.Request, token: str | None) -> None:
     """401 without a bearer token, 403 with a wrong one (constant-time compare) or when none is set."""
     if not token:
-        raise Forbidden(f"purging is disabled: start the edge with {TOKEN_ENV} or --admin-token")
+        raise Forbidden(f"purging is disabled: start the server with {TOKEN_ENV} or --admin-token")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise Unauthorized("missing admin token: send Authorization: Bearer <token>")

@@ -114,6 +114,15 @@ async def test_the_fleet_purges_every_edge_it_started(
     assert any(e.get("event") == "purge" for e in fleet.log)
 
 
+async def test_a_fleet_without_a_token_refuses_to_purge(peer: Peer) -> None:
+    fleet = await asyncio.to_thread(SurgeProcess("fleet", "--origin", peer.url, token=None).start)
+    try:
+        status, body = await purge(fleet.url, {"prefix": f"{TITLE}/"}, **AUTH)
+        assert status == 403 and body["error"].startswith("purging is disabled: start the server with")
+    finally:
+        assert await asyncio.to_thread(fleet.stop) == 0
+
+
 async def test_an_edge_that_does_not_answer_is_reported_within_the_bound(
     fleet_of_two: tuple[SurgeProcess, list[dict[str, Any]]],
 ) -> None:
