@@ -7,17 +7,20 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 
-from aiohttp import web
+from aiohttp import Payload, web
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from edge.config import EdgeConfig
+from edge.metrics import CacheStatus, EdgeMetrics, cache_status
+from edge.policy import is_storable
 from edge.proxy import Edge, validate_path
+from edge.purge import USAGE, parse_purge
 from edge.stats import EdgeReport
 from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE
-from service.front import FAST_PATH
+from service.front import FAST_PATH, Answer, SimpleRequest
 from service.http import (
     IN_FLIGHT,
     METRICS,
@@ -25,10 +28,13 @@ from service.http import (
     RequestMetrics,
     ServerInfo,
     errors_as_json,
+    readiness_response,
     track_in_flight,
 )
 
 EDGE = web.AppKey("edge", Edge)
+CACHE_METRICS = web.AppKey("cache_metrics", EdgeMetrics)
+READY_PROBE_TIMEOUT = 1.0
 STARTED = web.AppKey("started", float)
 TOKEN_ENV = "SURGE_ADMIN_TOKEN"
 
@@ -43,9 +49,13 @@ class Unauthorized(SurgeError):
 
 
 def check_admin(request: web.Request, config: EdgeConfig) -> None:
-    token = config.admin_token or os.environ.get(TOKEN_ENV)
+    check_admin_token(request, config.admin_token or os.environ.get(TOKEN_ENV))
+
+
+def check_admin_token(request: web.Request, token: str | None) -> None:
+    """401 without a bearer token, 403 with a wrong one (constant-time compare) or when none is set."""
     if not token:
-        raise Forbidden(f"purging is disabled: start the edge with {TOKEN_ENV} or --admin-token")
+        raise Forbidden(f"purging is disabled: start the server with {TOKEN_ENV} or --admin-token")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise Unauthorized("missing admin token: send Authorization: Bearer <token>")
@@ -54,7 +64,27 @@ def check_admin(request: web.Request, config: EdgeConfig) -> None:
 
 
 async def deliver(request: web.Request) -> web.StreamResponse:
-    return await request.app[EDGE].handle(request)
+    edge, metrics = request.app[EDGE], request.app[CACHE_METRICS]
+    try:
+        response = await edge.handle(request)
+    except SurgeError:
+        metrics.observe(CacheStatus.ERROR, 0)  # answered as JSON by errors_as_json
+        raise
+    size = _body_size(request, response)
+    lower = {k.lower(): v for k, v in response.headers.items()}
+    storable = is_storable("GET", response.status, lower) and size <= edge.largest_cacheable
+    metrics.observe(cache_status(response.headers.get("X-Cache"), storable), size)
+    return response
+
+
+def _body_size(request: web.Request, response: web.StreamResponse) -> int:
+    """Body bytes of an answer (``body_length`` of a streamed one counts its header bytes too)."""
+    if request.method == "HEAD" or response.status == 304:
+        return 0
+    length = response.content_length
+    if length is None and isinstance(response, web.Response) and isinstance(response.body, Payload):
+        length = response.body.size  # a memoryview body (a range of a cached object), not sent yet
+    return length if length is not None else response.body_length
 
 
 async def purge(request: web.Request) -> web.Response:
@@ -78,20 +108,13 @@ async def purge_api(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        raise InvalidInput('the body must be JSON: {"paths": [...]} or {"prefix": "/titles/<id>/"}') from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    paths, prefix = body.get("paths", []), body.get("prefix")
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise InvalidInput("paths must be a list of strings")
-    if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/titles/")):
-        raise InvalidInput("prefix must start with /titles/")
+        raise InvalidInput(f"the body must be JSON: {USAGE}") from None
+    wanted = parse_purge(body)
     count = 0
-    for path in paths:
-        validate_path(path)
+    for path in wanted.paths:
         count += int(await edge.purge(path))
-    if prefix:
-        count += await edge.purge_prefix(prefix)
+    if wanted.prefix:
+        count += await edge.purge_prefix(wanted.prefix)
     return web.json_response({"purged": count})
 
 
@@ -133,12 +156,21 @@ class _FailureCounts(Collector):
             "surge_edge_upstream_errors", "Failed upstream requests", labels=["upstream"]
         )
         for url in self.edge.upstreams.breakers:
-            errors.add_metric([url], self.edge.upstreams.errors[url])
+            errors.add_metric([url], self.edge.upstreams.errors_by_url[url])
         yield errors
         yield CounterMetricFamily(
             "surge_edge_stale_on_error", "Stale answers given because upstreams failed",
             value=self.edge.stale_on_error,
         )  # fmt: skip
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when at least one upstream (the parent, or an origin) answers."""
+    found = await request.app[EDGE].upstreams.reachable(READY_PROBE_TIMEOUT)
+    problem = None
+    if all(found.values()):
+        problem = "no upstream answers: " + "; ".join(f"{url}: {why}" for url, why in found.items())
+    return readiness_response({"upstream": problem})
 
 
 def make_app(config: EdgeConfig) -> web.Application:
@@ -148,7 +180,16 @@ def make_app(config: EdgeConfig) -> web.Application:
     track_in_flight(app)
     edge = Edge(config)
     app[EDGE] = edge
-    app[FAST_PATH] = edge.fast_answer
+    cache_metrics = EdgeMetrics(registry, edge.upstreams, lambda: edge.stats.rates(edge.clock()))
+    app[CACHE_METRICS] = cache_metrics
+
+    def fast_answer(request: SimpleRequest) -> Answer | None:
+        answer = edge.fast_answer(request)
+        if answer is not None:  # the front answers only fresh hits (and their 304s)
+            cache_metrics.observe(CacheStatus.HIT, len(answer.body))
+        return answer
+
+    app[FAST_PATH] = fast_answer
     app[METRICS] = metrics
     app[SERVER_INFO] = ServerInfo()
     app[STARTED] = time.monotonic()
@@ -188,5 +229,6 @@ def make_app(config: EdgeConfig) -> web.Application:
     app.router.add_post("/admin/purge", purge_api)
     app.router.add_get("/stats", stats)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", handle_metrics)
     return app

@@ -3,6 +3,7 @@ retry on the next upstream, and a circuit breaker that skips a dead upstream for
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import time
@@ -100,7 +101,11 @@ class Upstreams:
     read_timeout: float = 10.0
     connections: int = 256
     breakers: dict[str, Breaker] = field(default_factory=dict)
-    errors: collections.Counter[str] = field(default_factory=collections.Counter)  # per upstream
+    # For /metrics, by kind of upstream ("origin" or "parent"): answers, failed attempts; failed fills.
+    fetches: dict[str, int] = field(default_factory=lambda: {"origin": 0, "parent": 0})
+    errors: dict[str, int] = field(default_factory=lambda: {"origin": 0, "parent": 0})
+    errors_by_url: collections.Counter[str] = field(default_factory=collections.Counter)
+    fill_errors: int = 0
     _session: aiohttp.ClientSession | None = None
     _next: int = 0
 
@@ -114,8 +119,12 @@ class Upstreams:
         """Every upstream is tripped: waiting for one to answer is likely to be in vain."""
         return all(breaker.failing for breaker in self.breakers.values())
 
+    def _kind(self, url: str) -> str:
+        return "parent" if url == self.parent else "origin"
+
     def _failed(self, url: str, error: str) -> None:
-        self.errors[url] += 1
+        self.errors_by_url[url] += 1
+        self.errors[self._kind(url)] += 1
         if self.breakers[url].failed(time.monotonic()):
             log(logger, "upstream failing", logging.WARNING, upstream=url, error=error)
 
@@ -162,6 +171,7 @@ class Upstreams:
                 response.release()
                 continue
             self._succeeded(url)
+            self.fetches[self._kind(url)] += 1
             try:
                 yield UpstreamResponse(
                     status=response.status,
@@ -169,8 +179,33 @@ class Upstreams:
                     content=response.content,
                     upstream=url,
                 )
+            except (aiohttp.ClientError, TimeoutError):
+                self.fill_errors += 1  # the body broke off
+                raise
             finally:
                 response.release()
             return
+        self.fill_errors += 1
         message = "no upstream answered: " + "; ".join(errors)
         raise UpstreamTimeout(message) if timed_out else UpstreamFailed(message)
+
+    async def reachable(self, limit: float) -> dict[str, str | None]:
+        """Per upstream (parent first): None when it answers ``GET /healthz`` with anything below 500 within
+        ``limit`` seconds (a plain HTTP origin without /healthz answers 404: reachable), else why not."""
+        if self._session is None:
+            raise RuntimeError("upstreams are not open")
+        session = self._session
+        urls = [*([self.parent] if self.parent else []), *self.urls]
+
+        async def probe(url: str) -> str | None:
+            try:
+                async with session.get(
+                    url + "/healthz", timeout=aiohttp.ClientTimeout(total=limit), allow_redirects=False
+                ) as response:
+                    return None if response.status < 500 else f"answered {response.status}"
+            except TimeoutError:
+                return f"no answer within {limit:g} s"
+            except aiohttp.ClientError as err:
+                return f"unreachable: {err.__class__.__name__}"
+
+        return dict(zip(urls, await asyncio.gather(*(probe(url) for url in urls)), strict=True))

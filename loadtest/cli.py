@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 NON_TTY_EVERY = 10  # seconds between progress lines when stderr is not a terminal
 EXIT_INTERRUPTED = 130
+EXIT_THRESHOLDS = 99  # as k6 exits when a threshold is crossed
 
 
 def add_loadtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,6 +68,11 @@ def add_loadtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the time series (needs surge[plot])")
     parser.add_argument("--quiet", action="store_true", help="no live progress line")
+    parser.add_argument(
+        "--fail-on",
+        metavar="EXPRS",
+        help="exit 99 when any holds after the run, e.g. 'rebuffer_ratio>0.01,startup_p95>3s,p99_ms>800'",
+    )
     parser.set_defaults(handler=cmd_loadtest)
 
 
@@ -100,11 +106,12 @@ def _check_writable(path: Path | None, flag: str) -> None:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    from loadtest import report
+    from loadtest import report, thresholds
     from loadtest.driver import run_loadtest
     from service.loop import run
 
     config = _config(args)
+    limits = thresholds.parse(args.fail_on) if args.fail_on else ()
     _check_writable(args.report, "--report")
     _check_writable(args.plot, "--plot")
     if args.plot is not None:
@@ -125,7 +132,11 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     finally:
         if tty and not args.quiet:
             print(file=sys.stderr)
+    verdicts = thresholds.evaluate(limits, result)
+    result["thresholds"] = [thresholds.verdict_json(v) for v in verdicts]
     print(report.summary_text(result))
+    if verdicts:
+        print("thresholds", *(thresholds.verdict_line(v) for v in verdicts), sep="\n")
     if args.report is not None:
         report.write_json(result, args.report)
         print(f"report: {args.report}")
@@ -137,4 +148,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             f"surge: interrupted after {result['wall_s']:.0f} s; the report covers that much", file=sys.stderr
         )
         return EXIT_INTERRUPTED
+    if count := thresholds.broken(verdicts):
+        print(f"surge: {count} threshold(s) broken", file=sys.stderr)
+        return EXIT_THRESHOLDS
     return 0

@@ -59,6 +59,7 @@ def build_report(run: Run, *, wall: float, cpu_seconds: float, started: float) -
         },
         "requests": run.recorder.summary(wall),
         "series": [second.as_json() for second in run.series],
+        "thresholds": [],  # the --fail-on verdicts, filled in once the run is judged
     }
 
 

@@ -17,6 +17,7 @@ from media.ids import new_title_id, validate_title_id
 from media.probe import probe_source
 from origin.auth import check_bearer
 from origin.delivery import PUBLISHED
+from origin.fleet import FLEET_LINK
 from origin.jobs import disk_free, remove_title_files
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
 from origin.store import TitleRecord
@@ -167,7 +168,11 @@ async def delete_title(request: web.Request) -> web.Response:
     request.app[PUBLISHED].forget(title_id)
     await asyncio.to_thread(remove_title_files, request.app[LIBRARY], title_id)
     await store.delete(title_id)
-    return web.Response(status=204)
+    link = request.app[FLEET_LINK]
+    if link.url is None:
+        return web.Response(status=204)
+    purge = await link.purge_title(title_id, request.app[TOKEN])
+    return web.json_response({"id": title_id, "deleted": True, "fleet_purge": purge})
 
 
 def add_routes(app: web.Application) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -13,10 +15,11 @@ from origin import admin, delivery
 from origin import web as web_pages
 from origin.auth import load_or_create_token
 from origin.config import OriginConfig
+from origin.fleet import FLEET_LINK, FleetLink
 from origin.jobs import JobQueue
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
 from origin.store import TitleStore
-from service.http import METRICS, RequestMetrics, errors_as_json, track_in_flight
+from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
 from service.logs import log
 
 logger = logging.getLogger("surge.origin")
@@ -46,6 +49,29 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _library_problem(library: Library) -> str | None:
+    for directory in (library.titles_dir, library.uploads_dir):
+        if not directory.is_dir():
+            return f"{directory} is not a directory"
+    if not os.access(library.uploads_dir, os.W_OK):
+        return f"{library.uploads_dir} is not writable"
+    return None
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the title store answers and the library is in place (and takes uploads)."""
+    app = request.app
+    store = app.get(STORE)
+    store_problem = None if store is not None else "not open yet"
+    if store is not None:
+        try:
+            await store.counts()
+        except Exception as err:  # closed, locked, damaged: whatever it is, not ready
+            store_problem = f"{err.__class__.__name__}: {err}"
+    library_problem = await asyncio.to_thread(_library_problem, app[LIBRARY])
+    return readiness_response({"store": store_problem, "library": library_problem})
+
+
 def make_app(config: OriginConfig) -> web.Application:
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry, "surge_origin")
@@ -56,6 +82,7 @@ def make_app(config: OriginConfig) -> web.Application:
     app[CONFIG] = config
     app[LIBRARY] = Library(config.data)
     app[METRICS] = metrics
+    app[FLEET_LINK] = FleetLink(config.fleet)
     app.cleanup_ctx.append(_resources)
 
     async def handle_metrics(request: web.Request) -> web.Response:
@@ -68,5 +95,6 @@ def make_app(config: OriginConfig) -> web.Application:
     admin.add_routes(app)
     web_pages.add_routes(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", handle_metrics)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from media.errors import InvalidInput
 from transcoder.plan import PackageConfig
@@ -28,6 +29,7 @@ class OriginConfig:
     package: PackageConfig = field(default_factory=PackageConfig)
     packaging_attempts: int = 3  # transient failures (ffmpeg killed, disk full) are retried up to this
     retry_delay: float = 2.0  # seconds before the first retry; doubled for each next one
+    fleet: str | None = None  # the fleet's URL: deleting a title purges it there
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -40,6 +42,10 @@ class OriginConfig:
             raise InvalidInput("--packaging-attempts must be 1-20 and --retry-delay 0-3600 s")
         if self.min_free_disk < 0 or self.playlist_max_age < 0:
             raise InvalidInput("sizes and ages cannot be negative")
+        if self.fleet is not None:
+            parts = urlsplit(self.fleet)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise InvalidInput(f"invalid --fleet URL {self.fleet!r}: expected http://host:port")
 
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": MiB,

@@ -7,9 +7,10 @@ import bisect
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -291,3 +292,16 @@ class ServerInfo:
 
 
 SERVER_INFO = web.AppKey("server_info", ServerInfo)
+
+
+def readiness(checks: Mapping[str, str | None]) -> tuple[int, dict[str, Any]]:
+    """``/readyz``: each check is None when fine, else what is wrong; ready (200) when all are fine, else
+    503, as a load balancer or Kubernetes readiness probe expects."""
+    ready = not any(checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": {k: v or "ok" for k, v in checks.items()}}
+    return (200 if ready else 503), body
+
+
+def readiness_response(checks: Mapping[str, str | None]) -> web.Response:
+    status, body = readiness(checks)
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})

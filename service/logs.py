@@ -38,6 +38,10 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+LEVELS = ("debug", "info", "warning", "error")
+LIFECYCLE_LOGGER = "surge.serve"
+
+
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
@@ -75,7 +79,10 @@ class _QuietRejects(logging.Filter):
         return not isinstance(error, HttpProcessingError)
 
 
-def configure_logging(component: str, level: int = logging.INFO) -> None:
+def configure_logging(component: str, level: int | str = logging.INFO) -> None:
+    """JSON lines on stderr from ``level`` up (a number, or a name of ``LEVELS``)."""
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter(component))
     root = logging.getLogger()
@@ -84,6 +91,9 @@ def configure_logging(component: str, level: int = logging.INFO) -> None:
     server = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _QuietRejects) for f in server.filters):
         server.addFilter(_QuietRejects())
+    # A server's own lifecycle (listening, with its URL; shutting down; stopped) is always written:
+    # whoever started it (a fleet, a test, an operator) learns its port from the "listening" line.
+    logging.getLogger(LIFECYCLE_LOGGER).setLevel(min(level, logging.INFO))
     # aiohttp's own access log is replaced by our request log line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

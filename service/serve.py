@@ -18,10 +18,10 @@ from aiohttp import web
 
 from service.front import FAST_PATH, FrontSettings, FrontSite
 from service.http import IN_FLIGHT, METRICS, SERVER_INFO, SITE_NAME, AccessLog, FastAccess
-from service.logs import log
+from service.logs import LIFECYCLE_LOGGER, log
 from service.urls import advertised_url
 
-logger = logging.getLogger("surge.serve")
+logger = logging.getLogger(LIFECYCLE_LOGGER)
 access_logger = logging.getLogger("surge.access")
 # aiohttp's keep-alive timer cannot see the requests the front answers itself, so the front closes idle
 # connections (FrontSettings.idle_timeout) and aiohttp's timer is pushed out of the way.

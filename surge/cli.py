@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from media.layout import Library
 from media.title import TitleInfo
 from service.loop import run, run_server
 from service.urls import is_loopback_host, is_loopback_url, validate_base_url
+from surge.config import add_config_option, parse_args
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
@@ -186,6 +188,7 @@ def _origin_config(args: argparse.Namespace) -> OriginConfig:
         package=PackageConfig(preset=args.preset),
         packaging_attempts=args.packaging_attempts,
         retry_delay=args.retry_delay,
+        fleet=getattr(args, "fleet", None),
     )
 
 
@@ -195,7 +198,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
     from service.serve import serve
 
     config = _origin_config(args)
-    configure_logging("origin")
+    configure_logging("origin", args.log_level)
     app = make_app(config)
     run_server(
         serve(
@@ -286,7 +289,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         stale_grace=args.stale_grace,
         **({"edge_id": args.id} if args.id else {}),
     )
-    configure_logging("edge")
+    configure_logging("edge", args.log_level)
     app = make_app(config)
     run_server(
         serve(
@@ -306,15 +309,25 @@ def cmd_edge(args: argparse.Namespace) -> int:
 
 
 def _fleet_parts(
-    args: argparse.Namespace, origin_url: str, bind_host: str, public_host: str | None
+    args: argparse.Namespace,
+    origin_url: str,
+    bind_host: str,
+    public_host: str | None,
+    admin_token: str | None = None,
 ) -> tuple[object, object]:
-    """The fleet and its router settings from command-line flags."""
+    """The fleet and its router settings from command-line flags; ``admin_token``: the origin's."""
     from edge.router.app import RouterSettings
     from edge.router.backends import LocalProcesses
     from edge.router.fleet import Fleet, FleetConfig
     from edge.router.scaler import ScalerConfig
+    from origin.auth import TOKEN_ENV
+
+    token = admin_token or getattr(args, "admin_token", None)
+    if token:
+        os.environ[TOKEN_ENV] = token  # the edges it starts inherit it (kept out of their command lines)
 
     edge_args = ["--cache-mem", args.cache_mem, "--prefetch", str(args.prefetch)]
+    edge_args += ["--log-level", args.log_level]
     if not args.edge_access_log:
         edge_args.append("--no-access-log")
     scaler = ScalerConfig(
@@ -334,11 +347,15 @@ def _fleet_parts(
             from edge.router.ray_backend import RayEdges
         except ImportError:
             raise SurgeError("--backend ray needs the ray package: pip install 'surge[ray]'") from None
-        backend: object = RayEdges(origin_url, args.ray_address, tuple(edge_args), args.ray_namespace)
+        backend: object = RayEdges(origin_url, args.ray_address, tuple(edge_args), args.ray_namespace,
+                                   admin_token=token or None)  # fmt: skip
     else:
         backend = LocalProcesses(origin_url, tuple(edge_args), host=bind_host, public_host=public_host)
     fleet = Fleet(config, backend)  # type: ignore[arg-type]
-    return fleet, RouterSettings(origin=origin_url, steering=not args.no_steering, redirect=args.redirect)
+    settings = RouterSettings(
+        origin=origin_url, steering=not args.no_steering, redirect=args.redirect, admin_token=token or None
+    )
+    return fleet, settings
 
 
 def _public_edges(args: argparse.Namespace, origin_url: str) -> None:
@@ -355,7 +372,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
     from service.serve import Site, serve_all
 
-    configure_logging("fleet")
+    configure_logging("fleet", args.log_level)
     origin = validate_base_url(args.origin, "--origin")
     _public_edges(args, origin)
     public_url = args.public_url and validate_base_url(args.public_url, "--public-url")
@@ -371,24 +388,29 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
     """Origin and fleet in one process (edges are child processes); ``announce(origin, fleet)``."""
     from edge.router.app import make_app as make_router
     from origin.app import make_app as make_origin
+    from origin.fleet import FLEET_LINK
+    from origin.keys import TOKEN
     from service.logs import configure_logging
     from service.serve import Site, serve_all
 
-    configure_logging("up")
+    configure_logging("up", args.log_level)
     origin_config = _origin_config(args)
     urls: dict[str, str] = {}
 
+    origin = make_origin(origin_config)
+
     def router() -> web.Application:
-        # Built once the origin listens: the fleet needs its real URL (port 0 picks one).
-        fleet, settings = _fleet_parts(args, urls["origin"], args.host, args.public_host)
+        # Built once the origin listens: the fleet needs its real URL (port 0 picks one) and its token.
+        fleet, settings = _fleet_parts(args, urls["origin"], args.host, args.public_host, origin[TOKEN])
         return make_router(fleet, settings)  # type: ignore[arg-type]
 
     def fleet_listening(url: str) -> None:
+        origin[FLEET_LINK].url = url  # deleting a title now purges it from the fleet
         if announce is not None:
             announce(urls["origin"], url)
 
     sites = [
-        Site(make_origin(origin_config), origin_config.host, origin_config.port, name="origin",
+        Site(origin, origin_config.host, origin_config.port, name="origin",
              on_listening=lambda url: urls.__setitem__("origin", url), public_host=args.public_host),
         Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet",
              public_host=args.public_host),
@@ -438,6 +460,14 @@ def _capacity(text: str) -> object:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    from service.logs import LEVELS
+
+    parser.add_argument(
+        "--log-level", default="info", choices=LEVELS, help="least severe line logged (default info)"
+    )
+
+
 def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -467,10 +497,26 @@ def _origin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-access-log", action="store_true", help="no log line per request (metrics stay)")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("surge")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers by name (argparse exposes them only through its private actions)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("surge's parser has subcommands")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="surge", description="Adaptive HLS streaming: package, serve, scale out."
     )
+    parser.add_argument("--version", action="version", version=f"surge {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     transcode = commands.add_parser("transcode", help="package one source video into an HLS title directory")
@@ -503,12 +549,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _origin_options(demo)
     _fleet_options(demo)
+    _server_options(demo)
     demo.add_argument("--fleet-port", type=int, default=8000, help="the fleet's port (default 8000)")
     demo.set_defaults(handler=cmd_demo)
     origin = commands.add_parser(
         "origin", help="serve the library and take uploads (admin API, packaging queue)"
     )
     _origin_options(origin)
+    origin.add_argument("--fleet", help="the fleet in front of this origin: deleting a title purges it there")
+    _server_options(origin)
     origin.set_defaults(handler=cmd_origin)
 
     edge = commands.add_parser(
@@ -537,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=86_400.0,
         help="serve stale up to this long while upstreams fail, s",
     )
+    _server_options(edge)
     edge.set_defaults(handler=cmd_edge)
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")
@@ -544,12 +594,15 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fleet.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     fleet.add_argument("--public-url", help="the fleet's URL as players see it (default http://HOST:PORT)")
+    fleet.add_argument("--admin-token", help="token for POST /admin/purge, shared with its edges")
     _fleet_options(fleet)
+    _server_options(fleet)
     fleet.set_defaults(handler=cmd_fleet)
 
     up = commands.add_parser("up", help="run origin + fleet (+ edges) together")
     _origin_options(up)
     _fleet_options(up)
+    _server_options(up)
     up.add_argument("--fleet-port", type=int, default=8000, help="the fleet's port (default 8000)")
     up.set_defaults(handler=cmd_up)
 
@@ -567,13 +620,14 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     upload.set_defaults(handler=cmd_upload)
     add_loadtest_parser(commands)
+    add_config_option(commands.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parse_args(parser, _commands(parser), sys.argv[1:] if argv is None else argv, os.environ)
         return int(args.handler(args))
     except SurgeError as err:
         print(f"surge: error: {err}", file=sys.stderr)

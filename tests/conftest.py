@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -58,3 +59,9 @@ def ffmpeg_pids_under(directory: Path) -> list[int]:
             if cmdline.startswith("ffmpeg") and str(directory) in cmdline:
                 pids.append(int(entry.name))
     return pids
+
+
+async def json_of(url: str) -> tuple[int, Any]:
+    """``GET url``: its status and JSON body."""
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.json()

@@ -9,6 +9,7 @@ spec 8.18). Other public paths (the player page, catalog, static files) are pass
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -20,12 +21,18 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+from edge.app import check_admin_token
+from edge.purge import USAGE as PURGE_USAGE
+from edge.purge import parse_purge
+from edge.router.discovery import Target, target_groups
 from edge.router.fleet import Fleet
+from edge.router.purge import purge_fleet, purge_report
 from edge.router.steering import master_for_edges, session_priority, steering_manifest
-from media.errors import NotFound, SurgeError
+from media.errors import InvalidInput, NotFound, SurgeError
 from media.hls import parse_master, render_master
 from media.ids import validate_title_id
-from service.http import METRICS, RequestMetrics, errors_as_json, track_in_flight
+from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
+from service.logs import log
 
 FLEET = web.AppKey("fleet", Fleet)
 SESSION = web.AppKey("origin_session", aiohttp.ClientSession)
@@ -33,6 +40,7 @@ MASTERS = web.AppKey("masters", dict)
 MASTER_CACHE_S = 5.0
 STATUS_PAGE = Path(__file__).with_name("status.html")
 PASSED_TO_ORIGIN = ("/player/", "/static/", "/titles")
+logger = logging.getLogger("surge.fleet")
 
 
 class UpstreamError(SurgeError):
@@ -44,6 +52,7 @@ class RouterSettings:
     origin: str
     steering: bool = True
     redirect: bool = False
+    admin_token: str | None = None  # for POST /admin/purge here and on the edges; None: purging is off
 
 
 SETTINGS = web.AppKey("router_settings", RouterSettings)
@@ -106,6 +115,25 @@ async def steer(request: web.Request) -> web.Response:
     )
 
 
+async def purge(request: web.Request) -> web.Response:
+    """``POST /admin/purge`` (the edge's body: paths and/or a prefix) on every edge; a report per edge."""
+    token = request.app[SETTINGS].admin_token
+    check_admin_token(request, token)
+    assert token is not None
+    try:
+        wanted = parse_purge(await request.json())
+    except ValueError:
+        raise InvalidInput(f"the body must be JSON: {PURGE_USAGE}") from None
+    for title in wanted.titles():
+        request.app[MASTERS].pop(title, None)
+    edges = [(e.handle.id, e.handle.url) for e in request.app[FLEET].edges.values() if e.handle.url]
+    outcomes = await purge_fleet(request.app[SESSION], edges, token, wanted)
+    status, body = purge_report(outcomes)
+    log(logger, "purge", prefix=wanted.prefix, paths=len(wanted.paths), edges=len(edges),
+        purged=body["purged"], failed=body["failed"])  # fmt: skip
+    return web.json_response(body, status=status)
+
+
 async def fleet_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[FLEET].snapshot())
 
@@ -118,6 +146,23 @@ async def healthz(request: web.Request) -> web.Response:
     active = len(request.app[FLEET].active())
     return web.json_response({"status": "ok" if active else "starting", "active_edges": active},
                              status=200 if active else 503)  # fmt: skip
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when at least one edge is active (players given a master have somewhere to go)."""
+    active = len(request.app[FLEET].active())
+    return readiness_response({"edges": None if active else "no active edge yet"})
+
+
+async def prometheus_targets(request: web.Request) -> web.Response:
+    """Prometheus ``http_sd_config``: every edge (whatever its state) and the fleet itself."""
+    edges = [
+        Target("edge", e.handle.id, e.handle.url, e.status)
+        for e in request.app[FLEET].edges.values()
+        if e.handle.url  # a pending edge has no address yet
+    ]
+    itself = Target("fleet", "fleet", f"{request.scheme}://{request.host}", "active")
+    return web.json_response(target_groups([itself, *edges]), headers={"Cache-Control": "no-store"})
 
 
 async def pass_to_origin(request: web.Request) -> web.StreamResponse:
@@ -174,8 +219,11 @@ def make_app(fleet: Fleet, settings: RouterSettings) -> web.Application:
     app.router.add_get("/t/{title_id}/master.m3u8", master)
     app.router.add_get("/steer/{title_id}.json", steer)
     app.router.add_get("/fleet", fleet_status)
+    app.router.add_post("/admin/purge", purge)
     app.router.add_get("/", status_page)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/prometheus/targets", prometheus_targets)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/titles", pass_to_origin)
     app.router.add_get("/player/", pass_to_origin)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from ray.exceptions import RayError
 
 from edge.router.backends import START_TIMEOUT_S, EdgeHandle, LocalProcesses, ProcessHandle
 from media.errors import SurgeError
+from origin.auth import TOKEN_ENV
 from service.logs import log
 
 logger = logging.getLogger("surge.fleet")
@@ -59,7 +61,16 @@ def _settle(joined: asyncio.Future[None], err: Exception | None) -> None:
 class EdgeActor:
     """Runs in a Ray worker on the chosen machine: one ``surge edge`` child and what the fleet asks of it."""
 
-    def __init__(self, edge_id: str, origin: str, parent: str | None, edge_args: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        edge_id: str,
+        origin: str,
+        parent: str | None,
+        edge_args: tuple[str, ...],
+        admin_token: str | None,
+    ) -> None:
+        if admin_token:  # this process runs one edge: its environment is that edge's (never its argv)
+            os.environ[TOKEN_ENV] = admin_token
         self.node: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.processes = LocalProcesses(origin, edge_args, host=self.node)
         self.handle = ProcessHandle(edge_id, parent=parent)
@@ -113,6 +124,7 @@ class RayEdges:
     address: str | None = None  # the head's host:port; None: the cluster this machine belongs to
     edge_args: tuple[str, ...] = ()
     namespace: str = DEFAULT_NAMESPACE
+    admin_token: str | None = field(default=None, repr=False)
     stop_timeout: float = 35.0
     keeps_edges: bool = True
     _actor_class: Any = field(default=None, repr=False)
@@ -165,7 +177,7 @@ class RayEdges:
             resources={EDGE_RESOURCE: 1},
             scheduling_strategy="SPREAD",
             max_restarts=0,  # the fleet replaces a lost edge itself, on another machine
-        ).remote(handle.id, self.origin, handle.parent, self.edge_args)
+        ).remote(handle.id, self.origin, handle.parent, self.edge_args, self.admin_token)
         try:
             handle.node = await handle.actor.where.remote()  # waits, unbounded, for a machine
             handle.url = await asyncio.wait_for(handle.actor.start.remote(), START_TIMEOUT_S)

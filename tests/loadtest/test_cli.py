@@ -125,6 +125,9 @@ SCHEMA = {
             "edges": (int, type(None)),
         }
     ),
+    "thresholds": ListOf(
+        {"threshold": str, "metric": str, "op": str, "limit": NUMBER, "value": MAYBE_NUMBER, "broken": bool}
+    ),
 }
 
 
@@ -164,18 +167,23 @@ def origin_master(tmp_path_factory: pytest.TempPathFactory, make_source: MakeSou
         origin.stop()
 
 
-def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
-    origin_master: str, tmp_path: Path
-) -> None:
-    out = tmp_path / "report.json"
-    options = ["--players", "3", "--ramp", "0.5", "--duration", "3", "--speed", "8", "--report", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "surge.cli", "loadtest", origin_master, *options, "--quiet"],
+def run_loadtest(url: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """``surge loadtest URL OPTIONS --quiet`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "surge.cli", "loadtest", url, *options, "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
     )
+
+
+def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
+    origin_master: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    options = ["--players", "3", "--ramp", "0.5", "--duration", "3", "--speed", "8", "--report", str(out)]
+    done = run_loadtest(origin_master, *options)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(
         f"surge loadtest: 3 players (steady, ramp 0.5 s, 3 s at 8x) against {origin_master}"
@@ -198,6 +206,30 @@ def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
     assert requests["x_cache"] == {"-": {"requests": requests["total"], "bytes": requests["bytes"]}}
     assert 2 <= len(result["series"]) <= 4 and result["series"][0]["edges"] is None
     assert list(result["titles"]) == [origin_master]
+    assert result["thresholds"] == []
+
+
+def test_fail_on_prints_each_threshold_and_exits_99_when_one_is_broken(
+    origin_master: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    # startup_max>=0s holds in every run that starts a session: a threshold broken for sure.
+    gate = "error_rate>0.5,startup_max>=0s"
+    options = ["--players", "2", "--duration", "2", "--speed", "8", "--fail-on", gate, "--report", str(out)]
+    done = run_loadtest(origin_master, *options)
+    assert done.returncode == 99, done.stderr
+    lines = done.stdout.splitlines()
+    table = lines[lines.index("thresholds") + 1 :]
+    assert table[0] == "  ok      error_rate>0.5  (measured 0)"
+    assert table[1].startswith("  BROKEN  startup_max>=0s  (measured ") and table[1].endswith(" s)")
+    assert done.stderr.strip().splitlines()[-1] == "surge: 1 threshold(s) broken"
+    result = json.loads(out.read_text())
+    check(result, SCHEMA)
+    assert [(t["threshold"], t["broken"]) for t in result["thresholds"]] == [
+        ("error_rate>0.5", False),
+        ("startup_max>=0s", True),
+    ]
+    assert result["thresholds"][1]["value"] == result["viewers"]["startup_s"]["max"]
 
 
 def test_ctrl_c_ends_the_run_early_with_a_report(origin_master: str, tmp_path: Path) -> None:
@@ -237,6 +269,8 @@ def test_remote_hosts_are_refused_with_one_line(capsys: pytest.CaptureFixture[st
         (["--players", "20001"], "at most 20000 players"),
         (["--duration", "0"], "--duration"),
         (["--report", "/no/such/dir/r.json"], "is not a directory"),
+        (["--fail-on", "p98_ms>1"], "unknown metric 'p98_ms'"),
+        (["--fail-on", "p99_ms>>1"], "is not metric OP number"),
     ],
 )
 def test_bad_options_are_one_line_errors(
