@@ -271,7 +271,8 @@ class Fleet:
         return {t: r for t, r in rps.items() if r > 0}, {t: share for t, share in load.items() if share > 0}
 
     def _observation(self) -> Observation:
-        reports = [e.report for e in self.edges.values()]
+        edges = list(self.edges.values())
+        reports = [e.report for e in edges]
         titles = [rates for report in reports for rates in report.titles.values()]
         hottest = max(self.load, key=lambda t: self.load[t], default=None)
         return Observation(
@@ -283,6 +284,9 @@ class Fleet:
             hottest_rps=self.demand.get(hottest, 0.0) if hottest else 0.0,
             total_bytes_per_s=sum(r.bytes_per_s_1s for r in titles),
             average_bytes_per_s=sum(r.bytes_per_s_10s for r in titles),
+            unplaced=sum(
+                1 for e in self.edges.values() if e.state is EdgeState.PENDING and not e.handle.node
+            ),
         )
 
     def _scale(self, now: float) -> None:

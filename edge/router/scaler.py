@@ -90,6 +90,7 @@ class Observation:
     hottest_rps: float
     total_bytes_per_s: float = 0.0  # over the last second
     average_bytes_per_s: float = 0.0  # over the last ten seconds
+    unplaced: int = 0  # of ``warming``: asked for, still waiting for a machine
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def decide(
         hot = f"; hottest {obs.hottest_title} at {obs.hottest_rps:.0f} req/s" if obs.hottest_title else ""
         reason = f"{projected} projected needs {wanted} edges, have {current}{hot}"
         return ScaleOut(wanted - current, reason), ScalerMemory(last_scale_out=now, low_since=None)
-    if wanted < obs.active and obs.warming == 0:
+    # Edges still waiting for a machine can be given up; edges warming up are let finish first.
+    if wanted < obs.active + obs.unplaced and obs.warming == obs.unplaced:
         low_since = memory.low_since if memory.low_since is not None else now
         if now - low_since >= config.scale_in_window:
             reason = f"demand ({projected}) fits {wanted} edges for {config.scale_in_window:.0f} s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -212,3 +213,38 @@ async def test_flash_crowd_scale_out_failover_and_scale_in(tmp_path: Path, make_
         origin.stop()
     left = [pid for pid in seen_edges if Path(f"/proc/{pid}").exists()]
     assert left == [], "edges left behind"
+
+
+async def test_a_frozen_edge_process_is_isolated_and_replaced(tmp_path: Path) -> None:
+    """SIGSTOP one of two real edges: only it leaves the fleet, one edge replaces it, masters never fail."""
+    origin = OriginProcess(tmp_path / "data").start()
+    fleet_process = SurgeProcess("fleet", "--origin", origin.url, "--min-edges", "2", "--max-edges", "3",
+                                 "--cache-mem", "32MiB")  # fmt: skip
+    frozen_pid = None
+    try:
+        await asyncio.to_thread(fleet_process.start)
+        fleet = fleet_process.url
+        assert fleet_process.process is not None
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            before = {e["id"] for e in (await fleet_state(session, fleet))["edges"]}
+            assert before == {"edge-1", "edge-2"}
+            frozen_pid = edge_pids(fleet_process.process.pid)["edge-1"]
+            os.kill(frozen_pid, signal.SIGSTOP)
+            most, statuses = 0, Counter[int]()
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                state = await fleet_state(session, fleet)
+                most = max(most, len(state["edges"]))
+                async with session.get(f"{fleet}/healthz") as response:
+                    statuses[response.status] += 1
+                await asyncio.sleep(0.2)
+            ids = {e["id"] for e in state["edges"]}
+            died = [e["edge"] for e in state["events"] if e["kind"] == "edge died"]
+        assert died == ["edge-1"] and ids == {"edge-2", "edge-3"}, state["events"]
+        assert most <= 3 and set(statuses) == {200}, (most, statuses)
+    finally:
+        if frozen_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(frozen_pid, signal.SIGCONT)
+        fleet_process.stop()
+        origin.stop()

@@ -229,3 +229,13 @@ def test_steering_manifest_clones_new_edges() -> None:
     # A draining edge is simply left out of the priority: players move off it.
     plain = steering_manifest(["edge-2"], ["edge-1", "edge-2"], edges, "/r")
     assert plain["PATHWAY-PRIORITY"] == ["edge-2"] and "PATHWAY-CLONES" not in plain
+
+
+def test_requests_waiting_for_a_machine_can_be_given_up() -> None:
+    # One edge serves, one was asked for and never got a machine; demand has been low for the window.
+    low = Observation(1, 1, 10, 10, "show", 10, unplaced=1)
+    decision, _ = decide(low, CONFIG, ScalerMemory(low_since=0.0), now=100.0)
+    assert isinstance(decision, ScaleIn)
+    # An edge warming up (it has a machine) is let finish instead.
+    warming = Observation(1, 1, 10, 10, "show", 10, unplaced=0)
+    assert isinstance(decide(warming, CONFIG, ScalerMemory(low_since=0.0), now=100.0)[0], Hold)
