@@ -38,6 +38,8 @@ FLEET = web.AppKey("fleet", Fleet)
 SESSION = web.AppKey("origin_session", aiohttp.ClientSession)
 MASTERS = web.AppKey("masters", dict)
 MASTER_CACHE_S = 5.0
+MASTER_GRACE_S = 86_400.0  # a published master never changes: serve the last copy while the origin fails
+MASTER_CACHE_TITLES = 10_000
 STATUS_PAGE = Path(__file__).with_name("status.html")
 PASSED_TO_ORIGIN = ("/player/", "/static/", "/titles")
 logger = logging.getLogger("surge.fleet")
@@ -66,15 +68,24 @@ async def _origin_master(request: web.Request, title_id: str) -> str:
         return cached[1]
     url = f"{request.app[SETTINGS].origin}/titles/{title_id}/master.m3u8"
     try:
-        async with request.app[SESSION].get(url) as response:
-            if response.status == 404:
-                raise NotFound(f"no title {title_id!r}")
-            if response.status != 200:
-                raise UpstreamError(f"the origin answered {response.status} for the master playlist")
-            text = await response.text()
-    except (aiohttp.ClientError, TimeoutError) as err:
-        raise UpstreamError(f"the origin is unreachable: {err.__class__.__name__}") from None
+        try:
+            async with request.app[SESSION].get(url) as response:
+                if response.status == 404:
+                    raise NotFound(f"no title {title_id!r}")
+                if response.status != 200:
+                    raise UpstreamError(f"the origin answered {response.status} for the master playlist")
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise UpstreamError(f"the origin is unreachable: {err.__class__.__name__}") from None
+    except UpstreamError as err:
+        if cached is not None and time.monotonic() - cached[0] < MASTER_GRACE_S:
+            log(logger, "master served stale", logging.WARNING, title=title_id, error=str(err))
+            return cached[1]
+        raise
+    cache.pop(title_id, None)
     cache[title_id] = (time.monotonic(), text)
+    if len(cache) > MASTER_CACHE_TITLES:
+        del cache[next(iter(cache))]  # the least recently fetched
     return text
 
 

@@ -248,3 +248,31 @@ async def test_a_frozen_edge_process_is_isolated_and_replaced(tmp_path: Path) ->
                 os.kill(frozen_pid, signal.SIGCONT)
         fleet_process.stop()
         origin.stop()
+
+
+async def test_masters_are_served_while_the_origin_is_down(tmp_path: Path, make_source: MakeSource) -> None:
+    """New sessions keep starting during an origin outage: the router keeps the last master it fetched."""
+    origin = OriginProcess(tmp_path / "data", "--preset", "ultrafast").start()
+    fleet_process = SurgeProcess("fleet", "--origin", origin.url, "--cache-mem", "32MiB")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            _, body, _ = await upload(session, origin.url, make_source("tiny.mp4", width=160, height=120,
+                                                                        duration=2))  # fmt: skip
+            await wait_for_status(session, origin.url, body["id"], {"ready"})
+            await asyncio.to_thread(fleet_process.start)
+            master_url = f"{fleet_process.url}/titles/{body['id']}/master.m3u8"
+            async with session.get(master_url) as response:
+                assert response.status == 200
+                before = parse_master(await response.text())
+            origin.stop(signal.SIGKILL)
+            await asyncio.sleep(5.5)  # past the router's few seconds of freshness
+            async with session.get(master_url) as response:
+                assert response.status == 200, await response.text()
+                after = parse_master(await response.text())
+            assert [v.uri for v in after.variants] == [v.uri for v in before.variants]
+            async with session.get(f"{fleet_process.url}/titles/never-published/master.m3u8") as response:
+                assert response.status == 502  # nothing kept: the outage shows
+        assert any(e.get("event") == "master served stale" for e in fleet_process.log)
+    finally:
+        fleet_process.stop()
+        origin.stop()
