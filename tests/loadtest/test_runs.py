@@ -159,8 +159,16 @@ async def test_content_steering_picks_and_changes_the_pathway(serve: Serve, libr
     documents = {"/steered.m3u8": ("application/vnd.apple.mpegurl", "\n".join(lines) + "\n")}
     documents |= {path: ("application/json", json.dumps(body)) for path, body in manifests.items()}
     server = await serve(pathways=("a", "b"), documents=documents)
-    # A 4 s buffer goal keeps the player fetching all along (5 s at 4x), so the switch at 1 s shows.
-    report = await run(f"{server.url}/steered.m3u8", players=1, duration=2.5, speed=4.0, max_buffer=4.0)
+    # A 4 s buffer goal (maxBufferSize too small to extend it) keeps the player fetching all along (5 s at
+    # 4x), so the switch at 1 s shows.
+    report = await run(
+        f"{server.url}/steered.m3u8",
+        players=1,
+        duration=2.5,
+        speed=4.0,
+        max_buffer=4.0,
+        abr_settings=(("maxBufferSize", 1.0),),
+    )
 
     steering = [s for s in server.seen if s.path in manifests]
     assert [s.path for s in steering[:2]] == ["/steer", "/steer2"]
