@@ -434,11 +434,15 @@ def _empty_session(*, failed: bool) -> SessionResult:
 
 
 Progress = Callable[[Second, "Run"], None]
+SessionDone = Callable[[SessionResult, list[str]], None]  # a session's numbers, its ladder's labels
 
 
 class Run:
-    def __init__(self, config: LoadTestConfig, on_second: Progress | None = None) -> None:
+    def __init__(
+        self, config: LoadTestConfig, on_second: Progress | None = None, on_session: SessionDone | None = None
+    ) -> None:
         self.config = config
+        self.on_session = on_session
         self.player_config: PlayerConfig = config.player()
         self.on_second = on_second
         self.recorder = Recorder()
@@ -489,6 +493,8 @@ class Run:
         title.stats.add(result, bitrates, labels, self.player_config.speed)
         self.overall.add(result, bitrates, labels, self.player_config.speed)
         self.finished_stalls += result.stalls
+        if self.on_session is not None:
+            self.on_session(result, labels)
 
     # --- the run --------------------------------------------------------------------------------
 

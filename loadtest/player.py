@@ -181,6 +181,7 @@ class SessionResult:
     ended: bool  # played to the end of the title
     failed: bool  # gave up after repeated errors
     errors: int
+    first_switch: float | None = None  # wall seconds from the session's start to the first switch played
 
     @property
     def played_total(self) -> float:
@@ -240,6 +241,7 @@ class PlayerCore:
         self._played = [0.0] * len(bitrates)
         self._playing_rung: int | None = None
         self._switches = [0, 0]  # up, down
+        self._first_switch: float | None = None
         self.current: int | None = None  # rung of the last video segment fetched
         self._penalized_until = [float("-inf")] * len(bitrates)
         self._errors = 0
@@ -488,6 +490,7 @@ class PlayerCore:
             ended=self.phase is Phase.ENDED,
             failed=self.phase is Phase.FAILED,
             errors=self.errors,
+            first_switch=self._first_switch,
         )
 
     # --- playback -------------------------------------------------------------------------------
@@ -539,6 +542,9 @@ class PlayerCore:
             if rung != self._playing_rung:
                 if self._playing_rung is not None:
                     self._switches[0 if rung > self._playing_rung else 1] += 1
+                    if self._first_switch is None:  # the playhead crossed into it at this wall time
+                        crossed = self._anchor + (max(start, at) - self.position) / self.config.speed
+                        self._first_switch = crossed - self.started_at
                 self._playing_rung = rung
             stop = min(end, to)
             self._played[rung] += stop - max(start, at)

@@ -197,6 +197,7 @@ def test_switches_and_time_per_rung_count_what_is_played() -> None:
     result = core.finish(105.0)  # started at 100: 5 s of 10 played
     assert result.played == pytest.approx((2.0, 3.0))
     assert (result.switches_up, result.switches_down) == (1, 0)
+    assert result.first_switch == pytest.approx(2.0)  # the playhead entered segment 1 at 102
     assert core.finish(200.0).switches_down == 1
 
 
