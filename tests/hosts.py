@@ -86,9 +86,10 @@ class Host:
             _tbf(self.outer, ingress, None, burst)
 
     def cut(self) -> None:
-        """Drop every packet sent to the host (netem, 100 % loss): its link is down, as in an outage,
-        with no bucket of tokens to leak through. ``shape(ingress=...)`` brings it back."""
-        _tc("qdisc", "replace", "dev", self.outer, "root", "netem", "loss", "100%")
+        """Let next to nothing reach the host (tbf at 1 kbit/s, a 2 KB bucket): an outage, yet the link
+        stays up, so connections wait rather than fail. ``shape(ingress=...)`` brings it back. (netem's
+        100 % loss would be the textbook way, but not every kernel has sch_netem.)"""
+        _tbf(self.outer, "1kbit", None, "2kb")
 
     def pids(self) -> list[int]:
         listed = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True,
