@@ -225,6 +225,7 @@ class PlayerCore:
         self._switched: LoadSegment | None = None  # the request the abandon rule has already judged
         self._abort_at: float | None = None  # when that request is to be dropped
         self.abandons = 0
+        self._pending: tuple[float, int] | None = None  # a video sample waiting for its audio segment
         self.phase = Phase.BUFFERING
         self.started_at = started_at
         self.video = _Track(VIDEO)
@@ -373,10 +374,20 @@ class PlayerCore:
             # hls.js samples main fragments only, timed from the request less the usual wait for the
             # first byte (abr-controller onFragLoaded / onFragBuffered).
             speed = self.config.speed
-            waited = seconds if ttfb is None else ttfb
             if ttfb is not None:
                 self.estimator.sample_ttfb(ttfb * speed)
-            self.estimator.sample(seconds * speed - min(self.estimator.ttfb(), waited * speed), nbytes)
+            took = (seconds - min(self.estimator.ttfb() / speed, seconds if ttfb is None else ttfb)) * speed
+            if self.audio is not None and self.audio.end < end - _EPSILON:
+                # hls.js loads the audio segment of the same time alongside (audio-stream-controller
+                # stays within the main fragment loading), so the video one took as long as both: the
+                # sample waits for the audio segment fetched next.
+                self._pending = (took, nbytes)
+            else:
+                self.estimator.sample(took, nbytes)
+        elif self._pending is not None:
+            video_took, video_bytes = self._pending
+            self._pending = None
+            self.estimator.sample(video_took + (seconds - (ttfb or 0.0)) * self.config.speed, video_bytes)
         self._switched = self._abort_at = None
         self._errors = 0
         self._maybe_play(now)

@@ -302,3 +302,19 @@ def test_settings_go_by_their_hls_js_names() -> None:
         PlayerConfig().with_settings({"abrFoo": 1})
     for profile, changes in ABR_PROFILES.items():
         assert player_model(PlayerConfig().with_settings(changes), profile)["changed"] == changes
+
+
+def test_a_video_sample_counts_the_audio_segment_loaded_alongside() -> None:
+    # hls.js loads audio segment k while video segment k loads: the video one takes as long as both.
+    core = new_core()
+    for track in (VIDEO, AUDIO):
+        core.on_playlist(100.0, track, 0, TWO_SECONDS)
+    core.on_segment(101.0, VIDEO, 0, 0, 100_000, 1.0, ttfb=0.0)
+    assert not core.estimator.can_estimate  # waits for audio segment 0
+    core.on_segment(101.5, AUDIO, 0, 0, 50_000, 0.5, ttfb=0.0)
+    assert core.estimator.estimate() == pytest.approx(100_000 * 8 / 1.5)
+    # Without an audio track, the video segment alone.
+    alone = new_core(audio=False)
+    alone.on_playlist(100.0, VIDEO, 0, TWO_SECONDS)
+    alone.on_segment(101.0, VIDEO, 0, 0, 100_000, 1.0, ttfb=0.0)
+    assert alone.estimator.estimate() == pytest.approx(800_000)
