@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := origin/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
-.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest clean
+.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest bench-abr-fidelity clean
 
 setup: system $(STAMP) $(VENDOR_STAMP)
 
@@ -52,6 +52,10 @@ bench-flashcrowd: setup
 
 bench-loadtest: setup
 	$(BIN)/python bench/loadtest/run.py
+
+# As root: network namespaces and tc; Debian's chromium and chromedriver.
+bench-abr-fidelity: setup
+	$(BIN)/python bench/abr-fidelity/run.py
 
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) .pytest_cache .ruff_cache .mypy_cache *.egg-info
