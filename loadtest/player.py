@@ -461,6 +461,7 @@ class PlayerCore:
 
     def on_failure(self, now: float, action: Load) -> None:
         self.advance(now)
+        self._switched = self._abort_at = None  # a retry is a new request for the abandon rule
         self._errors += 1
         self.errors += 1
         if self._errors > self.config.max_errors:
