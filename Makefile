@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := origin/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
-.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest chaos clean
+.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest bench-abr-fidelity chaos clean
 
 setup: system $(STAMP) $(VENDOR_STAMP)
 
@@ -56,6 +56,10 @@ bench-loadtest: setup
 # Faults under load (root: one scenario mounts a small tmpfs); results in docs/reliability.md.
 chaos: setup
 	$(BIN)/python bench/chaos/run.py
+
+# As root: network namespaces and tc; Debian's chromium and chromedriver.
+bench-abr-fidelity: setup
+	$(BIN)/python bench/abr-fidelity/run.py
 
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) .pytest_cache .ruff_cache .mypy_cache *.egg-info

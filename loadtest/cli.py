@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 # Light imports only: ``surge`` builds every subparser, also for ``surge transcode``.
 from loadtest.cmcd import MODES
+from loadtest.player import ABR_PROFILES
 from loadtest.scenario import MAX_PLAYERS, PROFILES
 from media.errors import InvalidInput
 
@@ -63,6 +64,19 @@ def add_loadtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument(
         "--start-bandwidth", type=float, default=500_000, help="bit/s assumed before measuring (default 500k)"
     )
+    parser.add_argument(
+        "--abr-profile",
+        choices=tuple(ABR_PROFILES),
+        default="hls.js",
+        help="player model: hls.js's defaults (default), or a named change to them (see the README)",
+    )
+    parser.add_argument(
+        "--abr-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an hls.js setting by its name, e.g. abrBandWidthUpFactor=0.8 (repeatable; applied last)",
+    )
     parser.add_argument("--fleet", help="surge fleet /fleet URL for the edge count (default: URL's host)")
     parser.add_argument("--allow-remote", action="store_true", help="allow hosts other than loopback")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
@@ -97,7 +111,19 @@ def _config(args: argparse.Namespace) -> LoadTestConfig:
         start_bandwidth=args.start_bandwidth,
         allow_remote=args.allow_remote,
         fleet_url=args.fleet,
+        abr_profile=args.abr_profile,
+        abr_settings=tuple(_setting(text) for text in args.abr_set),
     )
+
+
+def _setting(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise InvalidInput(
+            f"--abr-set wants NAME=NUMBER, e.g. abrBandWidthUpFactor=0.8, not {text!r}"
+        ) from None
 
 
 def _check_writable(path: Path | None, flag: str) -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 from yarl import URL
 
 from loadtest.cmcd import MODES, Mode
-from loadtest.player import PlayerConfig
+from loadtest.player import ABR_PROFILES, SETTINGS, PlayerConfig
 from loadtest.scenario import MAX_PLAYERS, PROFILES, Arrival, Profile, schedule
 from media.errors import InvalidInput
 
@@ -42,6 +42,8 @@ class LoadTestConfig:
     start_bandwidth: float = 500_000.0
     allow_remote: bool = False
     fleet_url: str | None = None  # default: <scheme://host:port of url>/fleet, used if it answers
+    abr_profile: str = "hls.js"  # hls.js's defaults, or a named set of changes to them (ABR_PROFILES)
+    abr_settings: tuple[tuple[str, float], ...] = ()  # hls.js settings by name, applied last
 
     def __post_init__(self) -> None:
         _check_url(self.url, "the URL")
@@ -73,6 +75,19 @@ class LoadTestConfig:
             raise InvalidInput("--start-buffer must be positive and at most --max-buffer")
         if self.start_bandwidth <= 0:
             raise InvalidInput("--start-bandwidth must be positive")
+        if self.abr_profile not in ABR_PROFILES:
+            raise InvalidInput(
+                f"unknown --abr-profile {self.abr_profile!r}; one of {', '.join(ABR_PROFILES)}"
+            )
+        for name, _ in self.abr_settings:
+            if name not in SETTINGS:
+                raise InvalidInput(
+                    f"unknown hls.js setting {name!r} in --abr-set; one of {', '.join(SETTINGS)}"
+                )
+        try:
+            self.player()
+        except ValueError as error:
+            raise InvalidInput(f"--abr-profile/--abr-set: {error}") from None
 
     @property
     def background_viewers(self) -> int:
@@ -90,13 +105,14 @@ class LoadTestConfig:
         return schedule(self.profile, self.players, self.ramp, self.url, self.titles, self.background_viewers)
 
     def player(self) -> PlayerConfig:
-        return PlayerConfig(
+        config = PlayerConfig(
             speed=self.speed,
             start_buffer=self.start_buffer,
             resume_buffer=min(self.start_buffer, self.max_buffer),
             max_buffer=self.max_buffer,
             start_bandwidth=self.start_bandwidth,
         )
+        return config.with_settings({**ABR_PROFILES[self.abr_profile], **dict(self.abr_settings)})
 
     @property
     def fleet(self) -> str:

@@ -31,10 +31,13 @@ from loadtest.metrics import Recorder, Second, ViewerStats, second_of
 from loadtest.player import (
     AUDIO,
     VIDEO,
+    Abort,
+    Continue,
     Finish,
     Load,
     LoadInit,
     LoadPlaylist,
+    LoadSegment,
     Phase,
     PlayerConfig,
     PlayerCore,
@@ -72,6 +75,7 @@ class Fetched:
     nbytes: int
     seconds: float
     text: str | None = None
+    ttfb: float | None = None  # seconds to the first byte of the last hop
 
 
 def _error_kind(error: BaseException) -> str:
@@ -87,7 +91,7 @@ def _error_kind(error: BaseException) -> str:
 
 
 @dataclass(slots=True)
-class _Exchange:
+class Exchange:
     """What one GET (and its redirects) has produced so far; kept when it fails half-way."""
 
     url: str
@@ -110,10 +114,20 @@ class Fetcher:
         self.clock = asyncio.get_running_loop().time  # the players' clock, the one timers run on
 
     async def get(
-        self, url: str, object_type: str, headers: dict[str, str] | None = None, *, text: bool = False
+        self,
+        url: str,
+        object_type: str,
+        headers: dict[str, str] | None = None,
+        *,
+        text: bool = False,
+        exchange: Exchange | None = None,
     ) -> Fetched:
-        """The body's size (and text, for playlists); raises ``FetchFailed`` after recording a failure."""
-        exchange = _Exchange(url, time.perf_counter())  # perf_counter: uvloop's clock counts whole ms
+        """The body's size (and text, for playlists); raises ``FetchFailed`` after recording a failure.
+
+        ``exchange``, when given, shows the progress to someone watching it (the abandon rule).
+        """
+        # perf_counter: uvloop's clock counts whole ms
+        exchange = exchange or Exchange(url, time.perf_counter())
         error: str | None
         try:
             await self._exchange(exchange, headers, text)
@@ -137,9 +151,9 @@ class Fetcher:
         if error is not None:
             raise FetchFailed(error)
         body = exchange.body.decode("utf-8", "replace") if text else None
-        return Fetched(exchange.url, exchange.nbytes, seconds, body)
+        return Fetched(exchange.url, exchange.nbytes, seconds, body, exchange.ttfb)
 
-    async def _exchange(self, exchange: _Exchange, headers: dict[str, str] | None, text: bool) -> None:
+    async def _exchange(self, exchange: Exchange, headers: dict[str, str] | None, text: bool) -> None:
         for _ in range(MAX_REDIRECTS + 1):
             # Every URL here is already encoded (made by yarl, or by cmcd.with_query): skip requoting.
             target = URL(exchange.url, encoded=True)
@@ -216,6 +230,7 @@ class Session:
             has_audio=self.ladder[0].audio_url is not None,
             started_at=started,
             config=self.config,
+            peaks=[r.bandwidth for r in self.ladder],
         )
         self.run.cores.add(core)
         while True:
@@ -276,7 +291,14 @@ class Session:
             media = read_media(fetched.text, fetched.url)
             await self.fetcher.guard.check_hosts(media.hosts)
             self.media[action.track, action.rung] = media
-            core.on_playlist(self.fetcher.clock(), action.track, action.rung, media.timeline)
+            core.on_playlist(
+                self.fetcher.clock(),
+                action.track,
+                action.rung,
+                media.timeline,
+                fetched.seconds,
+                fetched.ttfb or 0.0,
+            )
             return
         media = self.media[action.track, action.rung]
         if isinstance(action, LoadInit):
@@ -305,10 +327,51 @@ class Session:
         byte_range = media.ranges[index]
         if byte_range is not None:
             headers = (headers or {}) | {"Range": byte_range}
-        fetched = await self.fetcher.get(url, action.track, headers)
+        if action.track == VIDEO:
+            watched = await self._watched(core, action, url, headers)
+            if watched is None:
+                return
+            fetched = watched
+        else:
+            fetched = await self.fetcher.get(url, action.track, headers)
         core.on_segment(
-            self.fetcher.clock(), action.track, action.rung, index, fetched.nbytes, fetched.seconds
+            self.fetcher.clock(),
+            action.track,
+            action.rung,
+            index,
+            fetched.nbytes,
+            fetched.seconds,
+            fetched.ttfb,
         )
+
+    async def _watched(
+        self, core: PlayerCore, action: LoadSegment, url: str, headers: dict[str, str] | None
+    ) -> Fetched | None:
+        """A video segment, fetched while the core may abandon it (hls.js checks every 100 ms); None when
+        it did. The clocks differ: the core's is the loop's, the exchange's ``perf_counter``."""
+        clock = self.fetcher.clock
+        started, sent = clock(), time.perf_counter()
+        exchange = Exchange(url, sent)
+        fetch = asyncio.ensure_future(self.fetcher.get(url, action.track, headers, exchange=exchange))
+        try:
+            while not fetch.done():
+                now = clock()
+                check = core.check_load(now, action, started, exchange.ttfb, exchange.nbytes)
+                match check:
+                    case Abort():
+                        fetch.cancel()
+                        await asyncio.wait((fetch,))  # the request is dropped, not failed: no error
+                        if not fetch.cancelled():
+                            fetch.exception()  # finished or failed meanwhile: retrieved, and ignored
+                        core.on_abort(clock(), action)
+                        return None
+                    case Continue(at=at):
+                        wait = None if at == float("inf") else max(at - now, MIN_WAIT)
+                        await asyncio.wait((fetch,), timeout=wait)
+            return fetch.result()
+        finally:
+            if not fetch.done():
+                fetch.cancel()
 
     async def _steer(self, pathway: str) -> str:
         """Fetch the steering manifest; returns the pathway to use. Failures keep the current one."""
@@ -371,11 +434,15 @@ def _empty_session(*, failed: bool) -> SessionResult:
 
 
 Progress = Callable[[Second, "Run"], None]
+SessionDone = Callable[[SessionResult, list[str]], None]  # a session's numbers, its ladder's labels
 
 
 class Run:
-    def __init__(self, config: LoadTestConfig, on_second: Progress | None = None) -> None:
+    def __init__(
+        self, config: LoadTestConfig, on_second: Progress | None = None, on_session: SessionDone | None = None
+    ) -> None:
         self.config = config
+        self.on_session = on_session
         self.player_config: PlayerConfig = config.player()
         self.on_second = on_second
         self.recorder = Recorder()
@@ -426,6 +493,8 @@ class Run:
         title.stats.add(result, bitrates, labels, self.player_config.speed)
         self.overall.add(result, bitrates, labels, self.player_config.speed)
         self.finished_stalls += result.stalls
+        if self.on_session is not None:
+            self.on_session(result, labels)
 
     # --- the run --------------------------------------------------------------------------------
 

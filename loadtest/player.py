@@ -12,12 +12,28 @@ time divided by ``speed``, so a 10x run behaves like a 1x run on a network 10x a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from loadtest.abr import DEFAULT_ABR, AbrConfig, BandwidthEstimator, choose_rung
+from loadtest.abr import (
+    DEFAULT_ABR,
+    HLS_JS_VERSION,
+    AbrConfig,
+    BandwidthEstimator,
+    KeepLoading,
+    Level,
+    Loading,
+    SwitchDown,
+    abandon_rule,
+    buffer_goal,
+    first_level,
+    lowest_switch,
+    next_level,
+)
 from loadtest.playlists import Timeline
 
 _EPSILON = 1e-3
@@ -67,12 +83,28 @@ Load = LoadPlaylist | LoadInit | LoadSegment
 
 
 @dataclass(frozen=True)
+class Continue:
+    """Let the segment in flight load; ask again at ``at`` (wall time)."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Drop the segment in flight (hls.js's abandon rule); report it with ``on_abort``."""
+
+
+LoadCheck = Continue | Abort
+ABANDON_CHECK_EVERY = 0.1  # viewer seconds; hls.js checks a fragment in flight every 100 ms
+
+
+@dataclass(frozen=True)
 class PlayerConfig:
     speed: float = 1.0
     start_buffer: float = 2.0  # media seconds buffered before the first frame
     resume_buffer: float = 2.0  # and before playing again after a stall
-    max_buffer: float = 30.0  # fetch ahead until this much is buffered (hls.js maxBufferLength)
-    start_bandwidth: float = 500_000.0  # bit/s assumed before the first sample (hls.js default)
+    max_buffer: float = 30.0  # fetch ahead at least this much (hls.js maxBufferLength; see buffer_goal)
+    start_bandwidth: float = 500_000.0  # bit/s assumed before the first sample (abrEwmaDefaultEstimate)
     max_errors: int = 6  # consecutive failed fetches before the session gives up
     retry_delay: float = 1.0  # doubled per consecutive failure, up to max_retry_delay
     max_retry_delay: float = 8.0
@@ -84,6 +116,57 @@ class PlayerConfig:
             raise ValueError("speed must be in (0, 100]")
         if not 0 < self.start_buffer <= self.max_buffer or not 0 < self.resume_buffer <= self.max_buffer:
             raise ValueError("start and resume buffers must be positive and at most max_buffer")
+        if self.start_bandwidth <= 0:
+            raise ValueError("start_bandwidth must be positive")
+
+    def with_settings(self, changes: Mapping[str, float]) -> PlayerConfig:
+        """This config with hls.js settings changed, by their hls.js names (``SETTINGS``)."""
+        unknown = sorted(set(changes) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown hls.js setting {unknown[0]!r}; one of {', '.join(SETTINGS)}")
+        mine: dict[str, Any] = {SETTINGS[k][1]: v for k, v in changes.items() if SETTINGS[k][0] == "player"}
+        abr = {SETTINGS[k][1]: v for k, v in changes.items() if SETTINGS[k][0] == "abr"}
+        return dataclasses.replace(self, **mine, abr=dataclasses.replace(self.abr, **abr))
+
+    def settings(self) -> dict[str, float]:
+        """Every hls.js setting this player follows, by its hls.js name."""
+        return {
+            name: getattr(self.abr if where == "abr" else self, attr)
+            for name, (where, attr) in SETTINGS.items()
+        }
+
+
+# hls.js setting -> where our value lives: "player" is PlayerConfig, "abr" its AbrConfig.
+SETTINGS: Mapping[str, tuple[str, str]] = {
+    "abrEwmaFastVoD": ("abr", "fast_half_life"),
+    "abrEwmaSlowVoD": ("abr", "slow_half_life"),
+    "abrEwmaDefaultEstimate": ("player", "start_bandwidth"),
+    "abrBandWidthFactor": ("abr", "down_factor"),
+    "abrBandWidthUpFactor": ("abr", "up_factor"),
+    "maxStarvationDelay": ("abr", "max_starvation"),
+    "maxBufferLength": ("player", "max_buffer"),
+    "maxBufferSize": ("abr", "max_buffer_size"),
+    "maxMaxBufferLength": ("abr", "max_max_buffer"),
+}
+
+# A profile is a named set of changes to hls.js's defaults and nothing else; the report lists them.
+ABR_PROFILES: Mapping[str, Mapping[str, float]] = {
+    "hls.js": {},
+    "aggressive": {"abrBandWidthFactor": 1.0, "abrBandWidthUpFactor": 0.9},
+    "conservative": {"abrBandWidthFactor": 0.8, "abrBandWidthUpFactor": 0.5},
+}
+
+
+def player_model(config: PlayerConfig, profile: str) -> dict[str, object]:
+    """What a report says about the player emulated: hls.js's version, the profile, what differs."""
+    defaults = PlayerConfig().settings()
+    settings = config.settings()
+    return {
+        "emulates": f"hls.js {HLS_JS_VERSION}",
+        "profile": profile,
+        "changed": {name: value for name, value in settings.items() if value != defaults[name]},
+        "settings": settings,
+    }
 
 
 @dataclass(frozen=True)
@@ -98,6 +181,7 @@ class SessionResult:
     ended: bool  # played to the end of the title
     failed: bool  # gave up after repeated errors
     errors: int
+    first_switch: float | None = None  # wall seconds from the session's start to the first switch played
 
     @property
     def played_total(self) -> float:
@@ -120,13 +204,28 @@ class PlayerCore:
         has_audio: bool,
         started_at: float,
         config: PlayerConfig | None = None,
+        peaks: Sequence[float] | None = None,
     ) -> None:
+        """``bitrates`` are the renditions' average bitrates, ascending; ``peaks`` their BANDWIDTH."""
         if not bitrates:
             raise ValueError("a player needs at least one rendition")
+        if peaks is not None and len(peaks) != len(bitrates):
+            raise ValueError("one peak bitrate per rendition")
         self.config = config or PlayerConfig()
         self.bitrates = tuple(bitrates)
+        self.levels = [
+            Level(peak, average) for peak, average in zip(peaks or bitrates, bitrates, strict=True)
+        ]
         # Viewer-time units: a sample's bits over (wall seconds x speed), floored at 50 ms of viewer time.
-        self.estimator = BandwidthEstimator(default=self.config.start_bandwidth)
+        self.estimator = self._new_estimator(self.config.start_bandwidth)
+        self._first: int | None = None  # the start rung, chosen once (hls.js firstSelection)
+        self._forced: int | None = None  # the abandon rule's rung, until a segment of it loads
+        self._fragment = 0.0  # duration of the last video segment loaded (hls.js fragCurrent)
+        self._playlist_time = 0.0  # seconds the last video playlist took after its first byte
+        self._switched: LoadSegment | None = None  # the request the abandon rule has already judged
+        self._abort_at: float | None = None  # when that request is to be dropped
+        self.abandons = 0
+        self._pending: tuple[float, int] | None = None  # a video sample waiting for its audio segment
         self.phase = Phase.BUFFERING
         self.started_at = started_at
         self.video = _Track(VIDEO)
@@ -143,6 +242,7 @@ class PlayerCore:
         self._played = [0.0] * len(bitrates)
         self._playing_rung: int | None = None
         self._switches = [0, 0]  # up, down
+        self._first_switch: float | None = None
         self.current: int | None = None  # rung of the last video segment fetched
         self._penalized_until = [float("-inf")] * len(bitrates)
         self._errors = 0
@@ -169,10 +269,12 @@ class PlayerCore:
             return Wait(self._anchor + (end - self.position) / self.config.speed)
         track = min(lagging, key=lambda t: t.end)
         ahead = track.end - self.position
-        if ahead > self.config.max_buffer - _EPSILON and self.phase is Phase.PLAYING:
-            # Fetch once below the goal (hls.js maxBufferLength); wake just past it, never at ``now``.
-            return Wait(now + (ahead - self.config.max_buffer + 2 * _EPSILON) / self.config.speed)
-        rung = self._choose(now) if track is self.video else 0
+        video_rung = self._choose(now)
+        goal = buffer_goal(self.levels[video_rung].peak, self.config.max_buffer, self.config.abr)
+        if ahead > goal - _EPSILON and self.phase is Phase.PLAYING:
+            # Fetch once below the goal; wake just past it, never at ``now``.
+            return Wait(now + (ahead - goal + 2 * _EPSILON) / self.config.speed)
+        rung = video_rung if track is self.video else 0
         timeline = track.timelines.get(rung)
         if timeline is None:
             return LoadPlaylist(track.name, rung)
@@ -226,9 +328,16 @@ class PlayerCore:
 
     # --- what the driver reports ----------------------------------------------------------------
 
-    def on_playlist(self, now: float, track: str, rung: int, timeline: Timeline) -> None:
+    def on_playlist(
+        self, now: float, track: str, rung: int, timeline: Timeline, seconds: float = 0.0, ttfb: float = 0.0
+    ) -> None:
+        """A media playlist arrived; ``seconds`` its load took, ``ttfb`` of which before the first byte."""
         self.advance(now)
         self._track(track).timelines[rung] = timeline
+        if track == VIDEO and timeline.durations:
+            mean = timeline.total / len(timeline.durations)
+            self.levels[rung] = dataclasses.replace(self.levels[rung], segment=mean)
+            self._playlist_time = max(0.0, seconds - ttfb) * self.config.speed
         self._update_content_end()
         self._errors = 0
         if not timeline.durations:
@@ -240,7 +349,17 @@ class PlayerCore:
         self._track(track).inits.add(rung)
         self._errors = 0
 
-    def on_segment(self, now: float, track: str, rung: int, index: int, nbytes: int, seconds: float) -> None:
+    def on_segment(
+        self,
+        now: float,
+        track: str,
+        rung: int,
+        index: int,
+        nbytes: int,
+        seconds: float,
+        ttfb: float | None = None,
+    ) -> None:
+        """A segment arrived: ``nbytes`` in ``seconds`` (wall), the first of them after ``ttfb``."""
         self.advance(now)
         state = self._track(track)
         timeline = state.timelines[rung]
@@ -249,12 +368,100 @@ class PlayerCore:
         if state is self.video:
             self._queue.append((timeline.starts[index], end, rung))
             self.current = rung
-        self.estimator.sample(seconds * self.config.speed, nbytes)
+            self._fragment = timeline.durations[index]
+            if rung == self._forced:
+                self._forced = None
+            # hls.js samples main fragments only, timed from the request less the usual wait for the
+            # first byte (abr-controller onFragLoaded / onFragBuffered).
+            speed = self.config.speed
+            if ttfb is not None:
+                self.estimator.sample_ttfb(ttfb * speed)
+            took = (seconds - min(self.estimator.ttfb() / speed, seconds if ttfb is None else ttfb)) * speed
+            if self.audio is not None and self.audio.end < end - _EPSILON:
+                # hls.js loads the audio segment of the same time alongside (audio-stream-controller
+                # stays within the main fragment loading), so the video one took as long as both: the
+                # sample waits for the audio segment fetched next.
+                self._pending = (took, nbytes)
+            else:
+                self.estimator.sample(took, nbytes)
+        elif self._pending is not None:
+            video_took, video_bytes = self._pending
+            self._pending = None
+            self.estimator.sample(video_took + (seconds - (ttfb or 0.0)) * self.config.speed, video_bytes)
+        self._switched = self._abort_at = None
         self._errors = 0
         self._maybe_play(now)
 
+    def check_load(
+        self, now: float, action: LoadSegment, started: float, ttfb: float | None, loaded: int
+    ) -> LoadCheck:
+        """While a video segment loads (sent at ``started``; ``loaded`` bytes so far, the first after
+        ``ttfb``): keep loading, or drop it because a lower rung's segment would arrive sooner (hls.js's
+        abandon rule). A rung the rule picks is used from the next segment on, whatever is decided here."""
+        self.advance(now)
+        speed = self.config.speed
+        every = now + ABANDON_CHECK_EVERY / speed
+        if action == self._switched:
+            if self._abort_at is None:
+                return Continue(float("inf"))
+            return Abort() if now >= self._abort_at else Continue(self._abort_at)
+        # hls.js runs the rule only while the video element plays (or waits for data while playing).
+        if action.track != VIDEO or self.phase not in (Phase.PLAYING, Phase.STALLED):
+            return Continue(every)
+        duration = self.video.timelines[action.rung].durations[action.index]
+        earliest = started + max(self.estimator.ttfb(), duration / 2) / speed  # the rule waits this long
+        if now < earliest:
+            return Continue(earliest + _EPSILON / speed)
+        loading = Loading(
+            action.rung, duration, (now - started) * speed, None if ttfb is None else ttfb * speed, loaded
+        )
+        decision = abandon_rule(
+            self.levels,
+            loading,
+            buffer=self.buffer,
+            estimate=self.estimator.estimate(),
+            ttfb=self.estimator.ttfb(),
+            playlist=self._playlist_time,
+        )
+        match decision:
+            case KeepLoading():
+                return Continue(every)
+            case SwitchDown(rung=rung, abort_in=abort_in, sample=sample, reset_to=reset_to):
+                if sample:
+                    assert loading.ttfb is not None
+                    waited = min(self.estimator.ttfb(), loading.ttfb)
+                    self.estimator.sample(loading.elapsed - waited, loaded)
+                else:
+                    self.estimator.sample_ttfb(loading.elapsed)
+                if self.estimator.estimate() * self.config.abr.up_factor > reset_to:
+                    self.estimator = self._new_estimator(reset_to)
+                self._forced = rung
+                self._switched = action
+                self._abort_at = None if abort_in is None else now + abort_in / speed
+                self.abandons += 1
+                if self._abort_at is None:
+                    return Continue(float("inf"))
+                return Abort() if abort_in == 0 else Continue(self._abort_at)
+
+    def on_abort(self, now: float, action: LoadSegment) -> None:
+        """The segment ``check_load`` said to drop was dropped: start again low, from a fresh estimate
+        (hls.js ``abortAndSwitch``)."""
+        self.advance(now)
+        top = self._forced if self._forced is not None else action.rung
+        self._forced = lowest_switch(
+            self.levels,
+            top,
+            self.buffer,
+            fragment=self._fragment,
+            ttfb=self.estimator.ttfb(),
+            playlist=self._playlist_time,
+        )
+        self.estimator = self._new_estimator(self.levels[self._forced].peak)
+        self._switched = self._abort_at = None
+
     def on_failure(self, now: float, action: Load) -> None:
         self.advance(now)
+        self._switched = self._abort_at = None  # a retry is a new request for the abandon rule
         self._errors += 1
         self.errors += 1
         if self._errors > self.config.max_errors:
@@ -295,6 +502,7 @@ class PlayerCore:
             ended=self.phase is Phase.ENDED,
             failed=self.phase is Phase.FAILED,
             errors=self.errors,
+            first_switch=self._first_switch,
         )
 
     # --- playback -------------------------------------------------------------------------------
@@ -346,6 +554,9 @@ class PlayerCore:
             if rung != self._playing_rung:
                 if self._playing_rung is not None:
                     self._switches[0 if rung > self._playing_rung else 1] += 1
+                    if self._first_switch is None:  # the playhead crossed into it at this wall time
+                        crossed = self._anchor + (max(start, at) - self.position) / self.config.speed
+                        self._first_switch = crossed - self.started_at
                 self._playing_rung = rung
             stop = min(end, to)
             self._played[rung] += stop - max(start, at)
@@ -355,20 +566,31 @@ class PlayerCore:
 
     # --- choices --------------------------------------------------------------------------------
 
+    def _new_estimator(self, default: float) -> BandwidthEstimator:
+        abr = self.config.abr
+        return BandwidthEstimator(
+            fast_half_life=abr.fast_half_life, slow_half_life=abr.slow_half_life, default=default
+        )
+
     def _choose(self, now: float) -> int:
+        """The rung of the next video segment (hls.js ``nextAutoLevel``)."""
         allowed = [until <= now for until in self._penalized_until]
-        timeline = next(iter(self.video.timelines.values()), None)
-        if timeline is not None and timeline.durations:
-            segment = timeline.durations[timeline.index_at(self.video.end)]
-        else:
-            segment = 6.0  # unknown before the first playlist: the authoring spec's target
-        return choose_rung(
-            self.bitrates,
+        if self._forced is not None and allowed[self._forced]:
+            return self._forced
+        if self.current is None or not self.estimator.can_estimate:
+            if self._first is None:
+                self._first = first_level(self.levels, self.estimator.estimate(), self.config.abr)
+            if allowed[self._first]:
+                return self._first
+            return next((i for i, ok in enumerate(allowed) if ok), 0)
+        return next_level(
+            self.levels,
             self.current,
             self.estimator.estimate(),
             self.buffer,
-            segment,
-            playing=self.phase is Phase.PLAYING,
+            fragment=self._fragment,
+            ttfb=self.estimator.ttfb(),
+            playlist=self._playlist_time,
             allowed=allowed,
             config=self.config.abr,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadtest.metrics import SATURATED, STARVED, Second, generator_summary
+from loadtest.player import player_model
 from media.errors import SurgeError, ToolMissing
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def build_report(run: Run, *, wall: float, cpu_seconds: float, started: float) -
             "start_bandwidth_bps": config.start_bandwidth,
             "timeout_s": config.timeout,
         },
+        "player_model": player_model(run.player_config, config.abr_profile),
         "generator": generator,
         "viewers": viewers,
         "titles": {

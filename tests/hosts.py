@@ -78,13 +78,20 @@ class Host:
     def run(self, args: Sequence[str], **options: Any) -> subprocess.CompletedProcess[Any]:
         return subprocess.run(["ip", "netns", "exec", self.namespace, *args], **options)
 
-    def shape(self, egress: str | None = None, ingress: str | None = None) -> None:
+    def shape(self, egress: str | None = None, ingress: str | None = None, burst: str = "256kb") -> None:
         """Limit the card (``tbf``, e.g. ``"200mbit"``): ``egress`` what it sends, ``ingress`` what it
-        receives. Called again, it changes the rate of a running link."""
+        receives. Called again, it changes the rate of a running link. ``burst`` is what passes at once
+        after a pause (and after every change): a few KB make a slow link slow from its first byte."""
         if egress:
-            _tbf("eth0", egress, self.namespace)
+            _tbf("eth0", egress, self.namespace, burst)
         if ingress:
-            _tbf(self.outer, ingress, None)
+            _tbf(self.outer, ingress, None, burst)
+
+    def cut(self) -> None:
+        """Let next to nothing reach the host (tbf at 1 kbit/s, a 2 KB bucket): an outage, yet the link
+        stays up, so connections wait rather than fail. ``shape(ingress=...)`` brings it back. (netem's
+        100 % loss would be the textbook way, but not every kernel has sch_netem.)"""
+        _tbf(self.outer, "1kbit", None, "2kb")
 
     def pids(self) -> list[int]:
         listed = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True,
@@ -106,9 +113,9 @@ class Host:
                 process.wait(5)
 
 
-def _tbf(device: str, rate: str, namespace: str | None) -> None:
+def _tbf(device: str, rate: str, namespace: str | None, burst: str) -> None:
     # burst: at least rate/HZ; 256 KiB keeps 200 Mbit/s+ exact; latency bounds the queue as a card's would.
-    _tc("qdisc", "replace", "dev", device, "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms",
+    _tc("qdisc", "replace", "dev", device, "root", "tbf", "rate", rate, "burst", burst, "latency", "50ms",
         namespace=namespace)  # fmt: skip
 
 

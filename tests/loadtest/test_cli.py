@@ -80,6 +80,7 @@ SCHEMA = {
         "start_bandwidth_bps": NUMBER,
         "timeout_s": NUMBER,
     },
+    "player_model": {"emulates": str, "profile": str, "changed": MapOf(NUMBER), "settings": MapOf(NUMBER)},
     "generator": {
         "cpu_s": NUMBER,
         "cpu_mean": NUMBER,
@@ -183,6 +184,7 @@ def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
 ) -> None:
     out = tmp_path / "report.json"
     options = ["--players", "3", "--ramp", "0.5", "--duration", "3", "--speed", "8", "--report", str(out)]
+    options += ["--abr-profile", "conservative", "--abr-set", "abrEwmaFastVoD=2"]
     done = run_loadtest(origin_master, *options)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(
@@ -192,6 +194,10 @@ def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
     result = json.loads(out.read_text())
     check(result, SCHEMA)
     assert result["schema"] == "surge-loadtest/1"
+    model = result["player_model"]
+    assert (model["emulates"], model["profile"]) == ("hls.js 1.6.19", "conservative")
+    assert model["changed"] == {"abrBandWidthFactor": 0.8, "abrBandWidthUpFactor": 0.5, "abrEwmaFastVoD": 2}
+    assert model["settings"]["abrEwmaSlowVoD"] == 9 and model["settings"]["maxBufferSize"] == 60e6
     viewers, requests = result["viewers"], result["requests"]
     assert viewers["sessions"] >= 3 and viewers["sessions_started"] >= 3 and viewers["sessions_failed"] == 0
     assert viewers["sessions_ended"] >= 3  # 8 s of title is 1 s at 8x
@@ -271,6 +277,9 @@ def test_remote_hosts_are_refused_with_one_line(capsys: pytest.CaptureFixture[st
         (["--report", "/no/such/dir/r.json"], "is not a directory"),
         (["--fail-on", "p98_ms>1"], "unknown metric 'p98_ms'"),
         (["--fail-on", "p99_ms>>1"], "is not metric OP number"),
+        (["--abr-set", "abrFoo=1"], "unknown hls.js setting 'abrFoo'"),
+        (["--abr-set", "abrBandWidthUpFactor"], "--abr-set wants NAME=NUMBER"),
+        (["--abr-set", "abrBandWidthUpFactor=2"], "the bandwidth factors must be in (0, 1]"),
     ],
 )
 def test_bad_options_are_one_line_errors(

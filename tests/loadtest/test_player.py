@@ -6,9 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
+from loadtest.abr import AbrConfig
 from loadtest.player import (
+    ABR_PROFILES,
     AUDIO,
     VIDEO,
+    Abort,
+    Continue,
     Finish,
     Load,
     LoadInit,
@@ -19,6 +23,7 @@ from loadtest.player import (
     PlayerCore,
     SessionResult,
     Wait,
+    player_model,
 )
 from loadtest.playlists import Timeline
 
@@ -124,9 +129,9 @@ def test_phase_at_sees_a_stall_before_the_next_event() -> None:
 
 
 def test_fetch_ahead_stops_at_the_buffer_goal() -> None:
-    core = PlayerCore(
-        LADDER, has_audio=False, started_at=0.0, config=PlayerConfig(max_buffer=4.0, start_buffer=2.0)
-    )
+    # maxBufferSize of 100 kB is 2.7 s at 300k: maxBufferLength (4 s) is the goal.
+    config = PlayerConfig(max_buffer=4.0, start_buffer=2.0, abr=AbrConfig(max_buffer_size=100_000))
+    core = PlayerCore(LADDER, has_audio=False, started_at=0.0, config=config)
     now, fetched, buffers = 0.0, [], []
     while now < 5.0:
         action = core.next_action(now)
@@ -143,6 +148,14 @@ def test_fetch_ahead_stops_at_the_buffer_goal() -> None:
     # Two segments at once (4 s buffered), then one each time the buffer falls below 4 s: every 2 s.
     assert fetched == [(0.0, 0), (0.0, 1), (0.002, 2), (2.002, 3), (4.002, 4)]
     assert max(buffers) < 4.0
+
+
+def test_the_buffer_goal_grows_to_what_max_buffer_size_holds_at_the_rung() -> None:
+    # hls.js's 60 MB at 300k is 1600 s, capped at 600: the whole 10 s title is fetched at once.
+    core = new_core(audio=False, max_buffer=4.0)
+    log: list[object] = []
+    play(core, fast, until=100.1, log=log)
+    assert [a.index for a in log if isinstance(a, LoadSegment)] == [0, 1, 2, 3, 4]
 
 
 def test_a_failing_rendition_is_avoided_and_repeated_failures_end_the_session() -> None:
@@ -184,6 +197,7 @@ def test_switches_and_time_per_rung_count_what_is_played() -> None:
     result = core.finish(105.0)  # started at 100: 5 s of 10 played
     assert result.played == pytest.approx((2.0, 3.0))
     assert (result.switches_up, result.switches_down) == (1, 0)
+    assert result.first_switch == pytest.approx(2.0)  # the playhead entered segment 1 at 102
     assert core.finish(200.0).switches_down == 1
 
 
@@ -201,3 +215,106 @@ def test_config_is_validated() -> None:
         PlayerConfig(speed=0)
     with pytest.raises(ValueError):
         PlayerConfig(start_buffer=40.0, max_buffer=30.0)
+
+
+# --- a link that drops under a player on its top rung: hls.js's abandon rule ------------------------
+
+DEFAULT_PEAKS = (200_000, 450_000, 900_000, 2_400_000, 3_600_000)
+DEFAULT_AVERAGES = (145_000, 365_000, 730_000, 2_000_000, 3_000_000)
+SIX_SECONDS = Timeline.of((6.0,) * 10, has_init=True)  # a 60 s title
+
+
+def shaped(core: PlayerCore, rate_at: Callable[[float], float], until: float) -> list[tuple[str, int, int]]:
+    """Play ``core`` over a link of ``rate_at(t)`` bit/s (t from 0), in 10 ms steps while a segment loads,
+    asking ``check_load`` every step; segments weigh their rung's average bitrate. Returns the loads."""
+    now, step, log = 0.0, 0.01, []
+    while now < until:
+        action = core.next_action(now)
+        if isinstance(action, Finish):
+            break
+        if isinstance(action, Wait):
+            now = min(action.until, until)
+            continue
+        if isinstance(action, LoadPlaylist):
+            core.on_playlist(now + 0.02, action.track, action.rung, SIX_SECONDS, 0.02, 0.01)
+            now += 0.02
+            continue
+        if isinstance(action, LoadInit):
+            core.on_init(now + 0.02, action.track, action.rung)
+            now += 0.02
+            continue
+        assert isinstance(action, LoadSegment)
+        size = int(6.0 * DEFAULT_AVERAGES[action.rung] / 8)
+        started, loaded, t = now, 0.0, now + 0.01  # 10 ms to the first byte
+        outcome = "loaded"
+        while loaded < size:
+            loaded += rate_at(t) / 8 * step
+            t += step
+            check = core.check_load(t, action, started, 0.01, int(min(loaded, size)))
+            if isinstance(check, Abort):
+                outcome = "aborted"
+                core.on_abort(t, action)
+                break
+            assert isinstance(check, Continue) and check.at > t - step
+        now = t
+        log.append((outcome, action.rung, action.index))
+        if outcome == "loaded":
+            core.on_segment(now, action.track, action.rung, action.index, size, now - started, 0.01)
+    return log
+
+
+def test_a_link_that_drops_under_the_top_rung_is_abandoned_for_a_lower_one() -> None:
+    core = PlayerCore(
+        DEFAULT_AVERAGES, has_audio=False, started_at=0.0, peaks=DEFAULT_PEAKS, config=PlayerConfig()
+    )
+    log = shaped(core, lambda t: 8_000_000 if t < 3.5 else 300_000, until=60.0)
+    aborted = [entry for entry in log if entry[0] == "aborted"]
+    assert aborted, log
+    _, rung, index = aborted[0]
+    assert rung >= 3  # the link carried the top rungs until it dropped
+    # The same segment is loaded next, from a lower rung.
+    after = log[log.index(aborted[0]) + 1]
+    assert after[0] == "loaded" and after[2] == index and after[1] < rung
+    assert core.abandons >= 1
+
+
+def test_a_steady_link_never_abandons() -> None:
+    core = PlayerCore(
+        DEFAULT_AVERAGES, has_audio=False, started_at=0.0, peaks=DEFAULT_PEAKS, config=PlayerConfig()
+    )
+    log = shaped(core, lambda _t: 2_500_000, until=60.0)
+    assert all(outcome == "loaded" for outcome, _, _ in log)
+    assert core.abandons == 0
+    result = core.finish(60.0)
+    assert result.stalls == 0
+    # 2.5 Mbit/s: 900k's peak (rung 2) is within 0.7 x 2.5M, 2.4M is not; never higher than 2.
+    assert max(rung for _, rung, _ in log) == 2
+
+
+def test_settings_go_by_their_hls_js_names() -> None:
+    config = PlayerConfig().with_settings({"abrBandWidthUpFactor": 0.9, "maxBufferLength": 60})
+    assert config.abr.up_factor == 0.9 and config.max_buffer == 60
+    model = player_model(config, "custom")
+    assert model["emulates"] == "hls.js 1.6.19"
+    assert model["changed"] == {"abrBandWidthUpFactor": 0.9, "maxBufferLength": 60}
+    assert PlayerConfig().settings()["abrEwmaDefaultEstimate"] == 500_000
+    with pytest.raises(ValueError, match=r"unknown hls\.js setting .abrFoo."):
+        PlayerConfig().with_settings({"abrFoo": 1})
+    for profile, changes in ABR_PROFILES.items():
+        assert player_model(PlayerConfig().with_settings(changes), profile)["changed"] == changes
+
+
+def test_a_video_sample_counts_the_audio_segment_loaded_alongside() -> None:
+    # hls.js loads audio segment k while video segment k loads: the video one takes as long as both.
+    core = new_core()
+    for track in (VIDEO, AUDIO):
+        core.on_playlist(100.0, track, 0, TWO_SECONDS)
+    core.on_segment(101.0, VIDEO, 0, 0, 100_000, 1.0, ttfb=0.0)
+    assert not core.estimator.can_estimate  # waits for audio segment 0
+    core.on_segment(101.5, AUDIO, 0, 0, 50_000, 0.5, ttfb=0.0)
+    assert core.estimator.estimate() == pytest.approx(100_000 * 8 / 1.5)
+    # Without an audio track, the video segment alone.
+    alone = new_core(audio=False)
+    alone.on_playlist(100.0, VIDEO, 0, TWO_SECONDS)
+    alone.on_segment(101.0, VIDEO, 0, 0, 100_000, 1.0, ttfb=0.0)
+    assert alone.estimator.estimate() == pytest.approx(800_000)

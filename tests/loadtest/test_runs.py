@@ -159,8 +159,16 @@ async def test_content_steering_picks_and_changes_the_pathway(serve: Serve, libr
     documents = {"/steered.m3u8": ("application/vnd.apple.mpegurl", "\n".join(lines) + "\n")}
     documents |= {path: ("application/json", json.dumps(body)) for path, body in manifests.items()}
     server = await serve(pathways=("a", "b"), documents=documents)
-    # A 4 s buffer goal keeps the player fetching all along (5 s at 4x), so the switch at 1 s shows.
-    report = await run(f"{server.url}/steered.m3u8", players=1, duration=2.5, speed=4.0, max_buffer=4.0)
+    # A 4 s buffer goal (maxBufferSize too small to extend it) keeps the player fetching all along (5 s at
+    # 4x), so the switch at 1 s shows.
+    report = await run(
+        f"{server.url}/steered.m3u8",
+        players=1,
+        duration=2.5,
+        speed=4.0,
+        max_buffer=4.0,
+        abr_settings=(("maxBufferSize", 1.0),),
+    )
 
     steering = [s for s in server.seen if s.path in manifests]
     assert [s.path for s in steering[:2]] == ["/steer", "/steer2"]
@@ -229,3 +237,52 @@ async def test_refuses_remote_hosts() -> None:
 
 def test_cmcd_of_reads_the_query_argument() -> None:
     assert cmcd_of({"CMCD": unquote('nor="a",ot=v')}) == {"nor": '"a"', "ot": "v"}
+
+
+async def test_a_segment_that_will_not_arrive_in_time_is_dropped_for_a_lower_rung(
+    serve: Serve, library: Library
+) -> None:
+    # Three rungs, the top one a copy of 360p under /top/ declared at 4 Mbit/s (3 average): the viewer
+    # starts there (it is told the network does 50 Mbit/s) and fetches segments 0 and 1 at once. Segment
+    # 2 of the top rung then trickles: 80 % in 0.8 s, then nothing for 3 s. A second into it, with
+    # under 3 s buffered, the 750 kB its AVERAGE-BANDWIDTH promises would take many seconds more at the
+    # rate seen, while 360p's 2 s (declared 200k) would load in well under 2 s: hls.js's abandon rule
+    # drops the request and starts again from the lowest rung.
+    packaged = parse_master((library.title / "master.m3u8").read_text())
+    audio = packaged.audio[0].uri
+    low, middle = packaged.variants[0].uri, packaged.variants[1].uri
+    base = f"/titles/{TITLE}"
+    lines = ["#EXTM3U", "#EXT-X-VERSION:4"]
+    lines.append(f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="Main",DEFAULT=YES,URI="{base}/{audio}"')
+    rungs = ((100_000, 80_000, f"{base}/{low}"), (200_000, 150_000, f"{base}/{middle}"))
+    for bandwidth, average, uri in (*rungs, (4_000_000, 3_000_000, f"/top{base}/{middle}")):
+        lines += [f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={average},AUDIO="aud"', uri]
+    documents = {"/three.m3u8": ("application/vnd.apple.mpegurl", "\n".join(lines) + "\n")}
+    trickled: list[str] = []
+
+    async def trickle(request: web.Request, path: str) -> web.StreamResponse | None:
+        if not (request.path.startswith("/top/") and path.endswith("seg_00002.m4s")) or trickled:
+            return None
+        trickled.append(path)
+        body = (library.root / path).read_bytes()
+        response = web.StreamResponse(headers={"Content-Type": "video/iso.segment"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        part = int(len(body) * 0.8) // 8
+        for start in range(0, 8 * part, part):
+            await response.write(body[start : start + part])
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)  # cancelled when the viewer drops the request
+        await response.write(body[8 * part :])
+        await response.write_eof()
+        return response
+
+    server = await serve(pathways=("top",), documents=documents, misbehave=trickle)
+    report = await run(f"{server.url}/three.m3u8", players=1, speed=1.0, duration=4.0, start_bandwidth=50e6)
+
+    video = [(s.prefix, s.path.rsplit("/", 2)[-2:]) for s in server.segments() if "/audio/" not in s.path]
+    top_rung, low_rung = middle.split("/")[0], low.split("/")[0]
+    assert video[:3] == [("top", [top_rung, f"seg_0000{i}.m4s"]) for i in range(3)], video
+    assert video[3] == ("", [low_rung, "seg_00002.m4s"]), video  # the same segment, from the lowest rung
+    assert report["requests"]["errors"] == 0  # a dropped request is not an error
+    assert report["viewers"]["sessions_started"] == 1

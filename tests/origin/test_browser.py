@@ -24,24 +24,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from origin.web import WEB_DIR
+from tests.chromium import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
 from tests.conftest import MakeSource
 from tests.origin.conftest import TOKEN, OriginProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 HLS_JS = WEB_DIR / "vendor" / "hls.min.js"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,900",
-)
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: `make test` installs chromium with apt-get"

@@ -1,0 +1,334 @@
+"""On-demand benchmark: does a ``surge loadtest`` viewer choose, buffer and stall as hls.js does?
+
+One hls.js player (the player page's npm copy, default settings, in Debian's headless Chromium) and one
+surge viewer, each alone in a network namespace of a lab (``tests/hosts.py``, prefix ``sa``) whose
+downlink is shaped with ``tc`` on the same schedule at the same instant: steady, step down, step up,
+sawtooth, outage. The origin (``surge origin``) serves a 60 s 720p title packaged with the default
+ladder on the lab's bridge. Per schedule it prints both players' share of media time per rendition,
+switches (as played), first switch, stalls, stall time and startup, the differences, and whether they
+meet the targets; the table goes to docs/benchmarks.md (only this file's section is replaced) and the
+raw results to bench/results/abr-fidelity/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # bench/common.py
+sys.path.insert(0, str(ROOT))  # tests/hosts.py
+from common import free_port, start, stop, write_doc  # noqa: E402
+
+from media.ladder import DEFAULT_LADDER  # noqa: E402
+from tests.hosts import Host, Lab, unavailable_reason  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "abr-fidelity"
+SECTION = "## Load tester: fidelity to hls.js"
+TITLE = "abr-fidelity"
+TITLE_SECONDS = 60.0
+LIMIT = 150.0  # seconds a player may take over the title, stalls included
+Step = tuple[float, str | None]  # from this second on: a tbf rate, or None for an outage
+
+
+def _sawtooth() -> list[Step]:
+    rates = ("1000kbit", "1750kbit", "2500kbit", "3250kbit", "4000kbit")
+    return [(4.0 * i, rates[i % len(rates)]) for i in range(int(TITLE_SECONDS // 4) + 10)]
+
+
+SCHEDULES: dict[str, list[Step]] = {
+    "steady 2.5 Mbit/s": [(0.0, "2500kbit")],
+    "step down 4 -> 0.8 Mbit/s at 20 s": [(0.0, "4000kbit"), (20.0, "800kbit")],
+    "step up 0.8 -> 4 Mbit/s at 20 s": [(0.0, "800kbit"), (20.0, "4000kbit")],
+    "sawtooth 1 -> 4 Mbit/s, 20 s period": _sawtooth(),
+    "outage 5 s at 20 s (2.5 Mbit/s)": [(0.0, "2500kbit"), (20.0, None), (25.0, "2500kbit")],
+}
+# Targets, from the load tester's fidelity requirement.
+SHARE_POINTS = 10.0  # sum over renditions of |share difference|, percentage points
+SWITCHES = 1
+STALL_S = 1.0
+STARTUP_S = 0.5
+
+
+@dataclass(frozen=True)
+class Comparison:
+    share_points: float
+    switches: int
+    stall_s: float
+    startup_s: float
+
+    @property
+    def within(self) -> bool:
+        return (
+            self.share_points <= SHARE_POINTS
+            and abs(self.switches) <= SWITCHES
+            and abs(self.stall_s) <= STALL_S
+            and abs(self.startup_s) <= STARTUP_S
+        )
+
+
+def shares(played: dict[str, float]) -> dict[str, float]:
+    total = sum(played.values()) or 1.0
+    return {level: seconds / total for level, seconds in played.items()}
+
+
+def compare(hlsjs: dict[str, Any], surge: dict[str, Any]) -> Comparison:
+    """surge minus hls.js, per figure."""
+    a, b = shares(hlsjs["played"]), shares(surge["played"])
+    points = 100 * sum(abs(a.get(level, 0.0) - b.get(level, 0.0)) for level in a.keys() | b.keys())
+    return Comparison(
+        share_points=points,
+        switches=surge["switches"] - hlsjs["switches"],
+        stall_s=surge["stall_time"] - hlsjs["stall_time"],
+        startup_s=(surge["startup"] or 0.0) - (hlsjs["startup"] or 0.0),
+    )
+
+
+BURST = "16kb"  # a real link is slow from its first byte; tbf's bucket would otherwise leak a burst
+
+
+def _shape(host: Host, rate: str | None) -> None:
+    if rate is None:
+        host.cut()
+    else:
+        host.shape(ingress=rate, burst=BURST)
+
+
+def _read_line(process: subprocess.Popen[str], timeout: float, what: str) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if line.strip():
+                return line.strip()
+    raise RuntimeError(f"{what}: no answer within {timeout:.0f} s (exit status {process.poll()})")
+
+
+def play(lab_hosts: tuple[Host, Host], origin: str, master: str, schedule: list[Step]) -> tuple[dict, dict]:
+    """Both players at once, each behind its own downlink shaped by ``schedule``."""
+    browser_host, viewer_host = lab_hosts
+    for host in lab_hosts:
+        _shape(host, schedule[0][1])
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    options: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True, "env": env}
+    browser = browser_host.popen(
+        [sys.executable, str(HERE / "browser.py"), origin, master, str(LIMIT)], **options
+    )
+    viewer = viewer_host.popen([sys.executable, str(HERE / "viewer.py"), master, str(LIMIT)], **options)
+    try:
+        for process, what in ((browser, "chromium"), (viewer, "surge viewer")):
+            line = _read_line(process, 60, what)
+            if line != "ready":
+                raise RuntimeError(f"{what}: {line}")
+        for process in (browser, viewer):
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        started = time.monotonic()
+        stop_shaping = threading.Event()
+
+        def shaper() -> None:
+            for at, rate in schedule[1:]:
+                if stop_shaping.wait(max(0.0, started + at - time.monotonic())):
+                    return
+                for host in lab_hosts:
+                    _shape(host, rate)
+
+        thread = threading.Thread(target=shaper, daemon=True)
+        thread.start()
+        try:
+            results = [
+                json.loads(_read_line(p, LIMIT + 30, w))
+                for p, w in ((browser, "chromium"), (viewer, "viewer"))
+            ]
+        finally:
+            stop_shaping.set()
+            thread.join(10)
+        return results[0], results[1]
+    finally:
+        for host in lab_hosts:
+            host.kill()  # chromium, chromedriver and the viewer: every process in the two namespaces
+            host.processes.clear()
+
+
+def package(data: Path) -> str:
+    """A 60 s 1280x720 test pattern with a tone, packaged with the default ladder into ``data``."""
+    titles = data / "titles"
+    if (titles / TITLE / "master.m3u8").is_file():
+        return TITLE
+    titles.mkdir(parents=True, exist_ok=True)
+    from transcoder.sample import make_sample
+
+    source = make_sample(data / "source.mp4", width=1280, height=720, duration=TITLE_SECONDS)
+    argv = [sys.executable, "-m", "surge.cli", "transcode", str(source), "--out", str(titles / TITLE)]
+    subprocess.run(
+        [*argv, "--id", TITLE, "--quiet"], check=True, timeout=900, env=os.environ | {"PYTHONPATH": str(ROOT)}
+    )
+    source.unlink()
+    return TITLE
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    return "—" if value is None else f"{value:.1f}{unit}"
+
+
+def table(rows: list[tuple[str, dict, dict, Comparison]], labels: list[str]) -> str:
+    def share_text(result: dict) -> str:
+        return " / ".join(
+            f"{labels[int(k)]} {100 * v:.0f} %"
+            for k, v in sorted(shares(result["played"]).items(), key=lambda kv: int(kv[0]))
+        )
+
+    lines = [
+        "| schedule | player | share by rendition | switches | first switch s | stalls | stall s "
+        "| startup s |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, hlsjs, surge, diff in rows:
+        for label, result in (("hls.js", hlsjs), ("surge", surge)):
+            lines.append(
+                f"| {name} | {label} | {share_text(result)} | {result['switches']} "
+                f"| {fmt(result['first_switch'])} | {result['stalls']} | {result['stall_time']:.1f} "
+                f"| {fmt(result['startup'])} |"
+            )
+        verdict = "**within targets**" if diff.within else "**outside targets**"
+        lines.append(
+            f"| {name} | difference | {diff.share_points:.1f} points | {diff.switches:+d} | | "
+            f"| {diff.stall_s:+.1f} | {diff.startup_s:+.2f} ({verdict}) |"
+        )
+    return "\n".join(lines)
+
+
+def spread(rows: list[tuple[str, dict, dict, Comparison]]) -> list[tuple[str, Comparison]]:
+    """Per schedule run more than once: the largest difference between two of hls.js's own runs."""
+    runs: dict[str, list[dict]] = {}
+    for label, hlsjs, _, _ in rows:
+        runs.setdefault(label.split(", run ")[0], []).append(hlsjs)
+    out = []
+    for name, results in runs.items():
+        pairs = [compare(a, b) for i, a in enumerate(results) for b in results[i + 1 :]]
+        if pairs:
+            out.append(
+                (
+                    name,
+                    Comparison(
+                        max(p.share_points for p in pairs),
+                        max((p.switches for p in pairs), key=abs),
+                        max((p.stall_s for p in pairs), key=abs),
+                        max((p.startup_s for p in pairs), key=abs),
+                    ),
+                )
+            )
+    return out
+
+
+def document(command: str, rows: list[tuple[str, dict, dict, Comparison]]) -> str:
+    labels = [f"{rung.height}p" for rung in DEFAULT_LADDER]
+    passed = sum(diff.within for *_, diff in rows)
+    section = (
+        f"{SECTION}\n\n"
+        f"`{command}` (as root) — {time.strftime('%Y-%m-%d')}, {rows[0][1]['player']} in Debian's headless "
+        f"Chromium vs {rows[0][2]['player']}, both at once, each alone behind its own `tc tbf`-shaped "
+        "downlink (16 KB bucket; a network namespace per player, the origin on the lab's bridge), on a 60 s "
+        "1280x720 title packaged with the default ladder (6 s segments, audio apart). Shares are of media "
+        "time played; switches are as played; times are wall seconds from the start of loading. Targets: "
+        "shares within 10 points (sum of absolute differences), switches within ±1, stall time within "
+        "1 s, startup within 0.5 s.\n\n"
+        f"{table(rows, labels)}\n\n"
+        f"Within targets: {passed} of {len(rows)} runs. Raw results: `bench/results/abr-fidelity/`.\n"
+    )
+    own = spread(rows)
+    if own:
+        lines = [
+            "| schedule | share points | switches | stall s | startup s |",
+            "|---|---:|---:|---:|---:|",
+            *(
+                f"| {name} | {c.share_points:.1f} | {c.switches:+d} | {c.stall_s:+.1f} | {c.startup_s:+.2f} |"
+                for name, c in own
+            ),
+        ]
+        section += (
+            "\nThe reference against itself — the largest difference between two runs of hls.js on the "
+            "same schedule in this table (one 6 s segment on another rung is 20 points):\n\n"
+            + "\n".join(lines)
+            + "\n"
+        )
+    return section
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data", type=Path, help="library to keep the packaged title in (default: a temporary one)"
+    )
+    parser.add_argument("--only", nargs="+", help="schedules whose name starts with one of these words")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every schedule (default 1)")
+    parser.add_argument("--render", type=Path, help="write the doc from a saved raw results file; no run")
+    args = parser.parse_args()
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        rows = [
+            (r["schedule"], r["hlsjs"], r["surge"], compare(r["hlsjs"], r["surge"])) for r in saved["rows"]
+        ]
+        write_doc(SECTION, document(saved["command"], rows))
+        return 0
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"abr-fidelity: error: {reason}", file=sys.stderr)
+        return 1
+    schedules = {n: s for n, s in SCHEDULES.items() if not args.only or n.split()[0] in args.only}
+    command = shlex.join(["python", "bench/abr-fidelity/run.py", *sys.argv[1:]])
+    with tempfile.TemporaryDirectory(prefix="surge-abr-") as scratch:
+        data = args.data or Path(scratch) / "data"
+        title = package(data)
+        with Lab("sa") as lab:
+            port = free_port()
+            origin = f"http://{lab.address}:{port}"
+            argv = [sys.executable, "-m", "surge.cli", "origin", "--data", str(data), "--host", lab.address]
+            server = start(
+                [*argv, "--port", str(port), "--no-access-log"],
+                Path(scratch) / "origin.log",
+                f"{origin}/healthz",
+            )
+            try:
+                hosts = (lab.add_host("hj"), lab.add_host("sv"))
+                master = f"{origin}/titles/{title}/master.m3u8"
+                rows = []
+                for run in range(1, max(1, args.repeat) + 1):
+                    for name, schedule in schedules.items():
+                        label = name if args.repeat <= 1 else f"{name}, run {run}"
+                        print(f"{label} ...", file=sys.stderr, flush=True)
+                        hlsjs, surge = play(hosts, origin, master, schedule)
+                        rows.append((label, hlsjs, surge, compare(hlsjs, surge)))
+            finally:
+                stop(server)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    raw = {"command": command, "rows": [{"schedule": n, "hlsjs": h, "surge": s} for n, h, s, _ in rows]}
+    (RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(raw, indent=2) + "\n")
+    section = document(command, rows)
+    print(section)
+    if not args.no_doc:
+        write_doc(SECTION, section)
+    passed = sum(diff.within for *_, diff in rows)
+    return 0 if passed == len(rows) else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
