@@ -9,7 +9,9 @@ injections on CPU 1, all on 127.0.0.1.
 - Edge faults (kill -9, SIGSTOP) run against `surge up --min-edges 2`.
 - Origin faults run against `surge origin` and `surge fleet` started apart (in `surge up` they share a
   process, so killing the origin would kill the fleet too).
-- The loss of a whole host needs the Ray backend: listed, not measured.
+- The loss of a whole host runs on emulated hosts (tests/hosts.py): three edge hosts, each a Ray worker
+  node in a network namespace with one `surge_edge` unit, and `surge up --backend ray` on the bridge
+  address; the fault kills every process of the host the viewers' edge runs on.
 
 Measured per scenario, from the load test's report and the servers' files: failed requests and whether
 they all fell within a second of the fault's start or end (requests in flight then), viewers' rebuffers
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ sys.path.insert(0, str(ROOT / "bench"))  # bench/common.py
 
 from common import free_port, start, stop, write_doc  # noqa: E402
 
+from tests.hosts import Host, Lab, RayCluster, unavailable_reason  # noqa: E402
+from tests.hosts import free_port as lab_port  # noqa: E402
 from transcoder.sample import make_sample  # noqa: E402
 
 PYTHON = [sys.executable, "-m", "surge.cli"]
@@ -69,14 +73,17 @@ class Stack:
     origin_port: int = field(default_factory=free_port)
     fleet_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    address: str = "127.0.0.1"
+    fleet_options: list[str] = field(default_factory=list)  # e.g. the Ray backend's
+    hosts: list[Host] = field(default_factory=list)  # emulated edge hosts, when the fleet uses them
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.origin_port}"
+        return f"http://{self.address}:{self.origin_port}"
 
     @property
     def fleet(self) -> str:
-        return f"http://127.0.0.1:{self.fleet_port}"
+        return f"http://{self.address}:{self.fleet_port}"
 
     def _run(self, name: str, args: list[str], probe: str) -> None:
         argv = ["taskset", "-c", STACK_CPU, *PYTHON, *args]
@@ -101,8 +108,9 @@ class Stack:
 
     def up(self) -> None:
         if self.together:
-            self._run("up", ["up", "--port", str(self.origin_port), "--fleet-port", str(self.fleet_port),
-                             "--min-edges", "2", *self.origin_options], f"{self.fleet}/healthz")  # fmt: skip
+            ports = ["--port", str(self.origin_port), "--fleet-port", str(self.fleet_port)]
+            self._run("up", ["up", "--host", self.address, *ports, "--min-edges", "2", *self.fleet_options,
+                             *self.origin_options], f"{self.fleet}/healthz")  # fmt: skip
         else:
             self.start_origin()
             self._run("fleet", ["fleet", "--origin", self.origin, "--port", str(self.fleet_port),
@@ -208,6 +216,13 @@ async def edge_stop(stack: Stack, outcome: Outcome, _session: aiohttp.ClientSess
     with contextlib.suppress(ProcessLookupError):  # the fleet may have replaced (killed) it meanwhile
         os.kill(pid, signal.SIGCONT)
     outcome.fault_end = time.time()
+
+
+async def host_loss(stack: Stack, outcome: Outcome, _session: aiohttp.ClientSession) -> None:
+    busiest = max((await _fleet(stack))["edges"], key=lambda edge: edge["load_rps"])
+    host = next(h for h in stack.hosts if h.address == busiest["node"])
+    await asyncio.to_thread(host.kill)  # its Ray node, the edge actor and the edge: the machine is gone
+    outcome.notes.append(f"host {host.address} ({busiest['id']}) lost")
 
 
 async def origin_kill(stack: Stack, outcome: Outcome, _session: aiohttp.ClientSession) -> None:
@@ -433,18 +448,24 @@ def start_load(stack: Stack, args: argparse.Namespace, report: Path) -> subproce
     argv = ["taskset", "-c", LOAD_CPU, *PYTHON, "loadtest", f"{stack.fleet}/titles/{stack.title}/master.m3u8",
             "--players", str(args.players), "--duration", str(args.duration), "--speed", str(args.speed),
             "--timeout", "5", "--report", str(report), "--quiet"]  # fmt: skip
+    if stack.address != "127.0.0.1":
+        argv.append("--allow-remote")  # the emulated hosts' documentation-range addresses
     with (stack.logs / "loadtest.log").open("wb") as log:
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
 
 
 async def run_scenario(
     name: str, fault: str, inject: Inject, library: Path, title: str, work: Path, args: argparse.Namespace,
-    *, together: bool, disk_mib: int | None = None,
+    *, together: bool, disk_mib: int | None = None, lab: LabCluster | None = None,
 ) -> Outcome:  # fmt: skip
     outcome = Outcome(name, fault)
     data = work / name / "data"
     await asyncio.to_thread(prepare_data, library, data, disk_mib)
     stack = Stack(data, work / name, together, title)
+    if lab is not None:
+        stack.address, stack.hosts = lab.lab.address, lab.hosts
+        stack.origin_port, stack.fleet_port = lab_port(lab.lab.address), lab_port(lab.lab.address)
+        stack.fleet_options = ["--backend", "ray", "--ray-address", lab.ray.address, "--ray-namespace", name]
     try:
         await asyncio.to_thread(stack.up)
         report = work / name / "loadtest.json"
@@ -570,7 +591,36 @@ def scenarios(upload_source: Path, library_mib: int) -> dict[str, tuple[str, Inj
         ),
         "slowloris": ("200 connections sending headers at 1 byte/s to an edge", slowloris, True, None),
         "slow-readers": ("50 clients reading segments at 4 KiB/s, 15 s", slow_readers, True, None),
+        "host-loss": ("loss of the host of the viewers' edge (3 emulated hosts, Ray backend)", host_loss,
+                      True, None),
     }  # fmt: skip
+
+
+@dataclass
+class LabCluster:
+    lab: Lab
+    ray: RayCluster
+    hosts: list[Host]
+
+
+@contextlib.contextmanager
+def emulated_hosts(count: int = 3) -> Iterator[LabCluster]:
+    """Edge hosts on a bridge, each a Ray worker node with one surge_edge unit; torn down by name."""
+    reason = unavailable_reason()
+    if reason is not None:
+        sys.exit(f"chaos: host-loss needs network namespaces: {reason}")
+    with Lab("sk") as lab:
+        cluster = RayCluster(lab, str(Path(sys.executable).with_name("ray")))
+        os.environ["RAY_AUTH_MODE"] = cluster.env["RAY_AUTH_MODE"]  # surge up joins the lab's cluster
+        try:
+            hosts = [lab.add_host(f"edge{i}", egress="200mbit", ingress="200mbit") for i in range(count)]
+            for host in hosts:
+                cluster.add_node(host, {"surge_edge": 1})
+            cluster.wait_for_nodes(1 + count)
+            yield LabCluster(lab, cluster, hosts)
+        finally:
+            os.environ.pop("RAY_AUTH_MODE", None)
+            cluster.close()
 
 
 def make_sources(work: Path) -> tuple[Path, Path, Path]:
@@ -594,14 +644,15 @@ async def main(args: argparse.Namespace) -> None:
         plan = scenarios(upload_source, await asyncio.to_thread(library_size_mib, library))
         rows = []
         for name in args.only or SCENARIOS:
-            if name == "host-loss":
-                rows.append({"scenario": name, "fault": "loss of a whole host (network namespace)",
-                             "notes": ["not measured yet: needs the Ray backend"]})  # fmt: skip
-                continue
             fault, inject, together, disk = plan[name]
             print(f"chaos: {name}: {fault}", file=sys.stderr)
-            outcome = await run_scenario(name, fault, inject, library, title, work, args, together=together,
-                                         disk_mib=disk)  # fmt: skip
+            if name == "host-loss":
+                with emulated_hosts() as lab:
+                    outcome = await run_scenario(name, fault, inject, library, title, work, args,
+                                                 together=True, lab=lab)  # fmt: skip
+            else:
+                outcome = await run_scenario(name, fault, inject, library, title, work, args,
+                                             together=together, disk_mib=disk)  # fmt: skip
             rows.append(outcome.row())
             print(f"chaos: {name}: {json.dumps(rows[-1])}", file=sys.stderr)
         command = (

@@ -56,6 +56,8 @@ async def test_remote_player_plays_through_surge_up_on_ray(
             _, body, _ = await upload(session, origin, make_source("with-audio.mp4", width=640, height=360,
                                                                     duration=8))  # fmt: skip
             await wait_for_status(session, origin, body["id"], {"ready"})
+            # A busy machine may take a while to start Ray's worker for the edge; the fleet does not wait.
+            await wait_for_fleet(fleet, lambda s: len(active_edges(s)) == 1, 60, "the first edge")
             master_url = f"{fleet}/titles/{body['id']}/master.m3u8"
             async with session.get(master_url) as response:
                 text = await response.text()
@@ -73,9 +75,17 @@ async def test_remote_player_plays_through_surge_up_on_ray(
         played = cluster.player.run(play, capture_output=True, text=True, timeout=120)
         assert played.returncode == 0 and played.stderr.strip() == "", played.stderr[-2000:]
     finally:
-        if up.process is not None:
-            up.stop()
-        kill_edges(cluster, namespace)
+        tear_down(cluster, namespace, up, None)
+
+
+def tear_down(cluster: Cluster, namespace: str, server: SurgeProcess, players: Players | None) -> None:
+    """The players, the fleet, then the edges it left on the cluster (detached: they outlive it)."""
+    if players is not None and players.process.poll() is None:
+        players.process.kill()
+        players.process.communicate(timeout=10)
+    if server.process is not None:
+        server.stop()
+    kill_edges(cluster, namespace)
 
 
 def nodes_of(state: dict[str, Any]) -> set[str]:
@@ -131,11 +141,7 @@ async def test_crowd_scales_out_onto_other_hosts_and_waits_pending_for_a_machine
         final = await fleet_state(fleet.url)
         assert len(final["edges"]) <= 4
     finally:
-        if players is not None and players.process.poll() is None:
-            players.process.kill()
-        if fleet.process is not None:
-            fleet.stop()
-        kill_edges(cluster, namespace)
+        tear_down(cluster, namespace, fleet, players)
 
 
 async def test_a_lost_host_is_replaced_on_another_and_players_carry_on(
@@ -181,11 +187,7 @@ async def test_a_lost_host_is_replaced_on_another_and_players_carry_on(
         assert served.get(survivor, {}).get("requests", 0) > 0, served
         assert newcomer != survivor
     finally:
-        if players is not None and players.process.poll() is None:
-            players.process.kill()
-        if fleet.process is not None:
-            fleet.stop()
-        kill_edges(cluster, namespace)
+        tear_down(cluster, namespace, fleet, players)
         if victim is not None:
             await asyncio.to_thread(cluster.revive, victim)
 
@@ -218,8 +220,4 @@ async def test_a_restarted_fleet_adopts_its_edges_under_load(
         assert media_errors(report) == 0, report["requests"]["errors_by_kind"]
         assert report["viewers"]["sessions_failed"] == 0 and report["viewers"]["rebuffers"] == 0
     finally:
-        if players is not None and players.process.poll() is None:
-            players.process.kill()
-        if fleet.process is not None:
-            fleet.stop()
-        kill_edges(cluster, namespace)
+        tear_down(cluster, namespace, fleet, players)
