@@ -14,6 +14,7 @@ from edge.config import EdgeConfig
 from edge.proxy import Edge, validate_path
 from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE
+from service.cors import preflight_handler
 from service.front import FAST_PATH
 from service.http import (
     IN_FLIGHT,
@@ -150,11 +151,13 @@ def make_app(config: EdgeConfig) -> web.Application:
         return await metrics.handle_metrics(request)
 
     app.cleanup_ctx.append(lifecycle)
+    preflight = preflight_handler(config.cors_origin)
     for pattern in (MASTER_ROUTE, FILE_ROUTE):
         resource = app.router.add_resource(pattern)
         resource.add_route("GET", deliver)
         resource.add_route("HEAD", deliver)
         resource.add_route("PURGE", purge)
+        resource.add_route("OPTIONS", preflight)
     for prefix in ("/titles/{title_id}/", "/titles/{title_id}/{rendition}/"):
         app.router.add_route("PURGE", prefix, purge)
     app.router.add_post("/admin/purge", purge_api)

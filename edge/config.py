@@ -30,6 +30,7 @@ class EdgeConfig:
     connect_timeout: float = 2.0
     read_timeout: float = 10.0
     admin_token: str | None = None
+    cors_origin: str = "*"  # Access-Control-Allow-Origin of preflight answers; "" turns them off
     shutdown_timeout: float = 30.0
     access_log: bool = True
     header_timeout: float = 10.0  # a client slower than this with its request headers gets 408

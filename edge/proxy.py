@@ -38,7 +38,7 @@ from media.errors import InvalidInput, SurgeError
 from media.hls import parse_media
 from media.ids import is_title_id
 from media.layout import delivery_route, is_safe_component
-from service.front import Answer, SimpleRequest, render_head
+from service.front import Answer, SimpleRequest, date_line, render_head
 from service.logs import log
 
 logger = logging.getLogger("surge.edge")
@@ -263,7 +263,7 @@ class Edge:
         now = self.clock()
         if obj.status != 200 or decide(obj.freshness, now) is not Reuse.FRESH:
             return None
-        age = b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
+        age = b"Age: %d\r\nX-Cache: HIT\r\n%s\r\n" % (obj.freshness.age(now), date_line(now))
         route = delivery_route(path)
         if not _CONDITION_NAMES.isdisjoint(headers):
             inm, ims = (headers.get(name) for name in _CONDITIONS)

@@ -20,9 +20,10 @@ from aiohttp import web
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id
 from media.layout import FILE_ROUTE, MASTER_ROUTE, Library, delivery_route, is_safe_component
-from origin.cache_headers import cors_headers, delivery_headers, preflight_headers
+from origin.cache_headers import delivery_headers
 from origin.keys import CONFIG, LIBRARY, STORE
 from origin.store import Status
+from service.cors import cors_headers, preflight_handler
 from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
 
 
@@ -191,12 +192,6 @@ async def rendition_file(request: web.Request) -> web.StreamResponse:
     return await _serve(request, request.match_info["rendition"], request.match_info["file"])
 
 
-async def preflight(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    headers = preflight_headers(config.cors_origin, request.headers.get("Access-Control-Request-Headers"))
-    return web.Response(status=204, headers=headers)
-
-
 async def catalog(request: web.Request) -> web.Response:
     records = await request.app[STORE].list(Status.READY)
     titles = [
@@ -216,6 +211,7 @@ def add_routes(app: web.Application) -> None:
     files = PublishedFiles(app[CONFIG].delivery_memory)
     app[PUBLISHED] = files
     app[FAST_PATH] = functools.partial(fast_answer, files)
+    preflight = preflight_handler(app[CONFIG].cors_origin)
     for path, handler in (
         ("/titles", catalog),
         (MASTER_ROUTE, master),

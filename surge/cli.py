@@ -17,6 +17,7 @@ from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.title import TitleInfo
 from service.loop import run, run_server
+from service.tls import TlsFiles
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
@@ -202,6 +203,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
             on_listening=on_listening,
             name="origin",
             access_log=not args.no_access_log,
+            tls=_tls(args),
         )
     )
     return 0
@@ -275,6 +277,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
         admin_token=args.admin_token,
+        cors_origin=args.cors_origin,
         access_log=not args.no_access_log,
         header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout,
@@ -292,6 +295,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
             header_timeout=config.header_timeout,
             keepalive_timeout=config.keepalive_timeout,
             name="edge",
+            tls=_tls(args),
         )
     )
     return 0
@@ -307,6 +311,8 @@ def _fleet_parts(args: argparse.Namespace, origin_url: str) -> tuple[object, obj
     edge_args = ["--cache-mem", args.cache_mem, "--prefetch", str(args.prefetch)]
     if not args.edge_access_log:
         edge_args.append("--no-access-log")
+    if (tls := _tls(args)) is not None:
+        edge_args += ["--tls-cert", str(tls.cert.absolute()), "--tls-key", str(tls.key.absolute())]
     scaler = ScalerConfig(
         min_edges=args.min_edges,
         max_edges=args.max_edges,
@@ -326,7 +332,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     configure_logging("fleet")
     fleet, settings = _fleet_parts(args, args.origin.rstrip("/"))
     site = Site(make_app(fleet, settings), args.host, args.port, name="fleet")  # type: ignore[arg-type]
-    run_server(serve_all([site]))
+    run_server(serve_all([site], tls=_tls(args)))
     return 0
 
 
@@ -355,7 +361,7 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
              on_listening=lambda url: urls.__setitem__("origin", url)),
         Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet"),
     ]  # fmt: skip
-    run_server(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout))
+    run_server(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout, tls=_tls(args)))
     return 0
 
 
@@ -381,7 +387,17 @@ def _fleet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redirect", action="store_true", help="answer masters with a 302 to the edge")
 
 
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    return TlsFiles.from_flags(args.tls_cert, args.tls_key)
+
+
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain (reloaded on SIGHUP)")
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+
+
 def _origin_options(parser: argparse.ArgumentParser) -> None:
+    _tls_options(parser)
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
@@ -447,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge = commands.add_parser(
         "edge", help="run one caching edge node in front of origins (or a parent edge)"
     )
+    _tls_options(edge)
     edge.add_argument("--upstream", action="append", help="origin URL; repeat for several (tried in turn)")
     edge.add_argument("--parent", help="a parent edge to fill from first (shield tier)")
     edge.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -459,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--connect-timeout", type=float, default=2.0, help="upstream connect timeout, s")
     edge.add_argument("--read-timeout", type=float, default=10.0, help="upstream read timeout, s")
     edge.add_argument("--admin-token", help="token for PURGE (default: $SURGE_ADMIN_TOKEN)")
+    edge.add_argument("--cors-origin", default="*", help="Allow-Origin of CORS preflights; '' disables")
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
     edge.add_argument("--header-timeout", type=float, default=10.0, help="408 for slower request headers, s")
     edge.add_argument("--keepalive-timeout", type=float, default=75.0, help="close idle connections after, s")
@@ -466,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")
     fleet.add_argument("--origin", required=True, help="origin URL the edges fill from")
+    _tls_options(fleet)
     fleet.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fleet.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     _fleet_options(fleet)
