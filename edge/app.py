@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from edge.config import EdgeConfig
 from edge.proxy import Edge, validate_path
 from media.errors import InvalidInput, SurgeError
-from media.layout import FILE_ROUTE, MASTER_ROUTE
+from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE
 from service.cors import preflight_handler
 from service.front import FAST_PATH
 from service.http import (
@@ -158,6 +158,9 @@ def make_app(config: EdgeConfig) -> web.Application:
         resource.add_route("HEAD", deliver)
         resource.add_route("PURGE", purge)
         resource.add_route("OPTIONS", preflight)
+        signed = app.router.add_resource(SIGNED_ROUTE + pattern)
+        for method, handler in (("GET", deliver), ("HEAD", deliver), ("OPTIONS", preflight)):
+            signed.add_route(method, handler)
     for prefix in ("/titles/{title_id}/", "/titles/{title_id}/{rendition}/"):
         app.router.add_route("PURGE", prefix, purge)
     app.router.add_post("/admin/purge", purge_api)

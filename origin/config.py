@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from media.errors import InvalidInput
+from media.signing import SigningKeys
 from transcoder.plan import PackageConfig
 
 MiB = 1024 * 1024
@@ -25,6 +26,7 @@ class OriginConfig:
     playlist_max_age: int = 2  # seconds; segments are immutable
     shutdown_timeout: float = 30.0
     delivery_memory: int = 256 * MiB  # published files kept in memory for delivery
+    signing_keys: SigningKeys | None = None  # delivery needs signed URLs when set
     package: PackageConfig = field(default_factory=PackageConfig)
 
     def __post_init__(self) -> None:

@@ -19,9 +19,10 @@ from aiohttp import web
 
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id
-from media.layout import FILE_ROUTE, MASTER_ROUTE, Library, delivery_route, is_safe_component
+from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE, Library, delivery_route, is_safe_component
+from media.signing import PREFIX, Allowed, TokenChecker
 from origin.cache_headers import delivery_headers
-from origin.keys import CONFIG, LIBRARY, STORE
+from origin.keys import CONFIG, LIBRARY, STORE, TOKENS
 from origin.store import Status
 from service.cors import cors_headers, preflight_handler
 from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
@@ -157,6 +158,7 @@ def _choose(published: Published, accept_encoding: str) -> Representation | None
 
 
 async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
+    request.app[TOKENS].allowed_path(request.path, request.remote or "", time.time())
     published = await request.app[PUBLISHED].find(request, *components)
     if published.plain is None or any(h in request.headers for h in _FILE_RESPONSE_HEADERS):
         return web.FileResponse(published.path, headers=published.headers)
@@ -165,10 +167,17 @@ async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
     return web.Response(body=chosen.body, headers=answer_headers(published.headers, chosen))
 
 
-def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:
+def fast_answer(files: PublishedFiles, tokens: TokenChecker, request: SimpleRequest) -> Answer | None:
     """A published file already in memory, for a plain GET/HEAD, answered by the front (service.front)
     without aiohttp; None sends the request through the routes below, which answer everything else."""
-    parts = request.path.split("/")
+    path = request.path
+    now = time.time()
+    if tokens.keys is not None or path.startswith(PREFIX):
+        access = tokens.check(path, request.peer, now)
+        if not isinstance(access, Allowed):
+            return None  # ``_serve`` answers the refusal
+        path = access.path
+    parts = path.split("/")
     if len(parts) not in (4, 5) or parts[1] != "titles":
         return None
     published = files.known(tuple(parts[2:]))
@@ -179,9 +188,9 @@ def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:
         return None
     chosen = _choose(published, headers.get(b"accept-encoding", b"").decode("latin-1"))
     assert chosen is not None
-    head = chosen.head + date_line(time.time()) + b"\r\n"
+    head = chosen.head + date_line(now) + b"\r\n"
     body = chosen.body if request.method == "GET" else b""
-    return Answer(head, body, 200, delivery_route(request.path))
+    return Answer(head, body, 200, delivery_route(path))
 
 
 async def master(request: web.Request) -> web.StreamResponse:
@@ -210,12 +219,16 @@ async def catalog(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     files = PublishedFiles(app[CONFIG].delivery_memory)
     app[PUBLISHED] = files
-    app[FAST_PATH] = functools.partial(fast_answer, files)
+    tokens = TokenChecker(app[CONFIG].signing_keys)
+    app[TOKENS] = tokens
+    app[FAST_PATH] = functools.partial(fast_answer, files, tokens)
     preflight = preflight_handler(app[CONFIG].cors_origin)
     for path, handler in (
         ("/titles", catalog),
         (MASTER_ROUTE, master),
         (FILE_ROUTE, rendition_file),
+        (SIGNED_ROUTE + MASTER_ROUTE, master),
+        (SIGNED_ROUTE + FILE_ROUTE, rendition_file),
     ):
         resource = app.router.add_resource(path)
         resource.add_route("GET", handler)

@@ -63,6 +63,7 @@ class SimpleRequest:
     path: str
     query: str
     headers: dict[bytes, bytes]  # lower-case names
+    peer: str = ""  # the client's address
 
 
 @dataclass(slots=True)
@@ -269,6 +270,7 @@ class FrontProtocol(asyncio.Protocol):
             answer = None
             if request is not None and responder is not None:
                 started = time.perf_counter()
+                request.peer = self._peer
                 answer = self._answer(responder, request)
             if answer is not None and request is not None:
                 pending = pending[end + 4 :]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from loadtest.cli import add_loadtest_parser
 from media.errors import AlreadyExists, SurgeError
 from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
+from media.signing import SigningKeys
 from media.title import TitleInfo
 from service.loop import run, run_server
 from service.tls import TlsFiles
@@ -191,7 +193,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
     from service.logs import configure_logging
     from service.serve import serve
 
-    config = _origin_config(args)
+    config = dataclasses.replace(_origin_config(args), signing_keys=_signing_keys(args))
     configure_logging("origin")
     app = make_app(config)
     run_server(
@@ -278,6 +280,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         read_timeout=args.read_timeout,
         admin_token=args.admin_token,
         cors_origin=args.cors_origin,
+        signing_keys=_signing_keys(args),
         access_log=not args.no_access_log,
         header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout,
@@ -396,6 +399,25 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
 
 
+def _signing_keys(args: argparse.Namespace) -> SigningKeys | None:
+    texts = list(args.signing_key or ())
+    if args.signing_key_file:
+        try:
+            texts += Path(args.signing_key_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise SurgeError(f"cannot read the signing key file {args.signing_key_file}: {err}") from None
+        if not SigningKeys.from_texts(texts):
+            raise SurgeError(f"the signing key file {args.signing_key_file} holds no key")
+    return SigningKeys.from_texts(texts)
+
+
+def _signing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signing-key", action="append", metavar="KEY",
+                        help="serve only signed URLs (/t/<token>/titles/...) made with this key; "
+                        "give it twice to rotate (the new key first)")  # fmt: skip
+    parser.add_argument("--signing-key-file", metavar="FILE", help="signing keys, one a line, the new first")
+
+
 def _origin_options(parser: argparse.ArgumentParser) -> None:
     _tls_options(parser)
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
@@ -458,12 +480,14 @@ def build_parser() -> argparse.ArgumentParser:
         "origin", help="serve the library and take uploads (admin API, packaging queue)"
     )
     _origin_options(origin)
+    _signing_options(origin)
     origin.set_defaults(handler=cmd_origin)
 
     edge = commands.add_parser(
         "edge", help="run one caching edge node in front of origins (or a parent edge)"
     )
     _tls_options(edge)
+    _signing_options(edge)
     edge.add_argument("--upstream", action="append", help="origin URL; repeat for several (tried in turn)")
     edge.add_argument("--parent", help="a parent edge to fill from first (shield tier)")
     edge.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

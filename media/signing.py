@@ -1,0 +1,191 @@
+"""Signed playback URLs: a token in the path, ``/t/<token>/titles/<id>/...``, so that every relative URI
+in the playlists inherits it and any HLS player works unchanged (the idea of nginx's ``secure_link`` and
+CloudFront's signed URLs, in the path rather than the query).
+
+Rules of this file: no I/O and no clock (``now`` is a parameter); decisions are values.
+
+A token is ``S1.<expires>.<scope>.<client>.<mac>``:
+- ``expires``: Unix seconds, decimal;
+- ``scope``: the path prefix it opens, base64url without padding (``/titles/<id>/`` for a whole title);
+- ``client``: the client address it is bound to, base64url, or empty for any client;
+- ``mac``: HMAC-SHA256 (RFC 2104) with a signing key over ``S1.<expires>.<scope>.<client>``, base64url.
+
+A title id (``[a-z0-9][a-z0-9-]{2,63}``) has neither capitals nor dots, so ``/t/<title-id>/...`` (the
+fleet's short alias of a master) can never be taken for a token. Two keys may be configured at once:
+the first signs, either verifies, so a key is rotated without breaking URLs already handed out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from media.errors import InvalidInput, SurgeError
+
+VERSION = "S1"
+PREFIX = "/t/"
+MIN_KEY_BYTES = 16
+MAX_KEYS = 2  # the current key and the one being retired
+MAX_EXPIRES_DIGITS = 12
+
+
+class Forbidden(SurgeError):
+    status = 403
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    keys: tuple[bytes, ...]  # the first signs; every one verifies
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.keys) <= MAX_KEYS:
+            raise InvalidInput(f"give one or two signing keys (the new one first), not {len(self.keys)}")
+        if any(len(key) < MIN_KEY_BYTES for key in self.keys):
+            raise InvalidInput(f"a signing key must be at least {MIN_KEY_BYTES} bytes long")
+
+    @classmethod
+    def from_texts(cls, texts: list[str]) -> SigningKeys | None:
+        """Keys as given on the command line or in a key file (blank lines and ``#`` comments skipped);
+        None when there are none: signing is off."""
+        keys = [text.strip() for text in texts]
+        keys = [key for key in keys if key and not key.startswith("#")]
+        return cls(tuple(key.encode() for key in keys)) if keys else None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a token opens: paths under ``prefix`` until ``expires``, for ``client`` (None: anyone)."""
+
+    prefix: str
+    expires: int
+    client: str | None = None
+
+
+class Refusal(enum.Enum):
+    MISSING = "this server needs a signed URL: /t/<token>/titles/..."
+    MALFORMED = "the URL's token is malformed"
+    BAD_SIGNATURE = "the URL's token has a wrong signature"
+    EXPIRED = "the URL's token has expired"
+    WRONG_PATH = "the URL's token is for another title or path"
+    WRONG_CLIENT = "the URL's token is for another client address"
+
+
+@dataclass(frozen=True)
+class Allowed:
+    path: str  # the path without the token: what is served, and the cache key
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: Refusal
+
+
+Access = Allowed | Refused
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+
+
+def _mac(key: bytes, signed: str) -> str:
+    digest = hmac.new(key, signed.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def make_token(keys: SigningKeys, grant: Grant) -> str:
+    if not grant.prefix.startswith("/titles/"):
+        raise InvalidInput("a token opens a path under /titles/")
+    client = _b64(grant.client) if grant.client else ""
+    signed = f"{VERSION}.{grant.expires}.{_b64(grant.prefix)}.{client}"
+    return f"{signed}.{_mac(keys.keys[0], signed)}"
+
+
+def signed_path(token: str, path: str) -> str:
+    """``/titles/<id>/...`` → ``/t/<token>/titles/<id>/...``."""
+    return f"{PREFIX}{token}{path}"
+
+
+def split_signed(path: str) -> tuple[str, str] | None:
+    """``/t/<token>/titles/...`` → (token, ``/titles/...``); None for any other path."""
+    if not path.startswith(PREFIX):
+        return None
+    token, slash, rest = path[len(PREFIX) :].partition("/")
+    if not slash or not rest.startswith("titles/") or not token.startswith(VERSION + "."):
+        return None
+    return token, "/" + rest
+
+
+def verify_token(keys: SigningKeys, token: str) -> Grant | Refusal:
+    """The grant a token carries, if one of ``keys`` signed it (whatever the time or path)."""
+    parts = token.split(".")
+    if len(parts) != 5 or parts[0] != VERSION:
+        return Refusal.MALFORMED
+    _, expires, scope, client, mac = parts
+    if not expires.isdigit() or len(expires) > MAX_EXPIRES_DIGITS or not scope:
+        return Refusal.MALFORMED
+    signed = token[: -len(mac) - 1]
+    # Every key is tried, in constant time each: which key matched is no secret, the MAC is.
+    if not any([hmac.compare_digest(_mac(key, signed), mac) for key in keys.keys]):
+        return Refusal.BAD_SIGNATURE
+    try:
+        prefix = _unb64(scope)
+        address = _unb64(client) if client else None
+    except (binascii.Error, UnicodeDecodeError):
+        return Refusal.MALFORMED  # signed by us, so never in practice
+    return Grant(prefix, int(expires), address)
+
+
+def permits(grant: Grant, path: str, client: str, now: float) -> Access:
+    """Whether a verified grant opens ``path`` for ``client`` at ``now``."""
+    if now >= grant.expires:
+        return Refused(Refusal.EXPIRED)
+    if not path.startswith(grant.prefix):
+        return Refused(Refusal.WRONG_PATH)
+    if grant.client is not None and grant.client != client:
+        return Refused(Refusal.WRONG_CLIENT)
+    return Allowed(path)
+
+
+class TokenChecker:
+    """``check`` of one server: tokens already verified are remembered (a player sends the same token
+    with every request), so a request costs one dict lookup and three comparisons, not an HMAC."""
+
+    LIMIT = 10_000
+
+    def __init__(self, keys: SigningKeys | None) -> None:
+        self.keys = keys
+        self._verified: dict[str, Grant | Refusal] = {}
+
+    def check(self, path: str, client: str, now: float) -> Access:
+        """The decision for a request path. With signing off, nothing is refused (a token is dropped)."""
+        split = split_signed(path)
+        if self.keys is None:
+            return Allowed(split[1] if split is not None else path)
+        if split is None:
+            return Refused(Refusal.MISSING)
+        token, inner = split
+        verified = self._verified.get(token)
+        if verified is None:
+            verified = verify_token(self.keys, token)
+            if len(self._verified) >= self.LIMIT:
+                self._verified.clear()
+            self._verified[token] = verified
+        if isinstance(verified, Refusal):
+            return Refused(verified)
+        return permits(verified, inner, client, now)
+
+    def allowed_path(self, path: str, client: str, now: float) -> str:
+        """``check`` for a handler: the path to serve, or Forbidden (403) with the reason."""
+        match self.check(path, client, now):
+            case Allowed(path=inner):
+                return inner
+            case Refused(reason=reason):
+                raise Forbidden(reason.value)
