@@ -1,5 +1,6 @@
-"""HTTPS on a real surge server (here an edge, which has the most paths): a real TLS stack on both ends,
-clients verifying against a throwaway CA, the front's fast path over TLS, and certificate reload."""
+"""HTTPS on real surge servers (mostly an edge, which has the most paths; then `surge up` whole): a real
+TLS stack on both ends, clients verifying against a throwaway CA, the front's fast path over TLS, and
+certificate reload."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import PrivateCA
+from tests.conftest import MakeSource, PrivateCA
 from tests.edge.conftest import SEGMENT, EdgeProcess, Peer
 from tests.edge.test_front import read_response, request
+from tests.origin.conftest import SurgeProcess, upload, wait_for_status
 
 PLAYLIST = SEGMENT.rsplit("/", 1)[0] + "/index.m3u8"
 
@@ -134,3 +137,45 @@ def test_bad_tls_flags_are_one_line_errors(tmp_path: Path, test_ca: PrivateCA) -
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("surge: error: ") and message in last, done.stderr
         assert "Traceback" not in done.stderr
+
+
+async def test_surge_up_over_https_hands_players_https_edges(
+    tmp_path: Path, test_ca: PrivateCA, make_source: MakeSource
+) -> None:
+    cert, key = test_ca.issue()
+    up = SurgeProcess("up", "--data", str(tmp_path / "data"), "--fleet-port", "0", "--preset", "ultrafast",
+                      "--tls-cert", str(cert), "--tls-key", str(key))  # fmt: skip
+    await asyncio.to_thread(up.start)
+    try:
+        urls = {e["name"]: e["url"] for e in await wait_for_listening(up, 2)}
+        origin, fleet = urls["origin"], urls["fleet"]
+        assert origin.startswith("https://") and fleet.startswith("https://")
+        async with test_ca.session() as session:
+            _, created, _ = await upload(
+                session, origin, make_source("tiny.mp4", width=160, height=120, duration=2)
+            )
+            await wait_for_status(session, origin, created["id"], {"ready"})
+            for _ in range(100):  # the fleet verified its first edge over HTTPS and made it active
+                async with session.get(fleet + "/healthz") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            async with session.get(f"{fleet}/titles/{created['id']}/master.m3u8") as response:
+                assert response.status == 200
+                master = await response.text()
+            variants = [line for line in master.splitlines() if line and not line.startswith("#")]
+            assert variants and all(v.startswith("https://127.0.0.1:") for v in variants)
+            # The edge fills from the HTTPS origin, verifying it, and serves over HTTPS.
+            async with session.get(variants[0]) as response:
+                assert response.status == 200 and "#EXTINF" in await response.text()
+    finally:
+        assert await asyncio.to_thread(up.stop) == 0
+
+
+async def wait_for_listening(process: SurgeProcess, count: int) -> list[dict[str, Any]]:
+    for _ in range(300):
+        found = [e for e in list(process.log) if e.get("event") == "listening"]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {count} listening events: {process.log}")
