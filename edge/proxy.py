@@ -38,7 +38,7 @@ from media.errors import InvalidInput, SurgeError
 from media.hls import parse_media
 from media.ids import is_title_id
 from media.layout import delivery_route, is_safe_component
-from media.signing import PREFIX, Allowed, Grant, TokenChecker, make_token, signed_path
+from media.signing import PREFIX, Grant, Refusal, TokenChecker, make_token, signed_path
 from service.front import Answer, SimpleRequest, date_line, render_head
 from service.logs import log
 
@@ -269,10 +269,10 @@ class Edge:
         path = request.path
         now = self.clock()
         if self.tokens.keys is not None or path.startswith(PREFIX):
-            access = self.tokens.check(path, request.peer, now)
-            if not isinstance(access, Allowed):
+            allowed = self.tokens.path_or_refusal(path, request.peer, now)
+            if isinstance(allowed, Refusal):
                 return None  # ``handle`` answers the refusal
-            path = access.path
+            path = allowed
         found = self._stored_now(path)
         if found is None:
             return None

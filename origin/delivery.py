@@ -20,7 +20,7 @@ from aiohttp import web
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id
 from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE, Library, delivery_route, is_safe_component
-from media.signing import PREFIX, Allowed, TokenChecker
+from media.signing import PREFIX, Refusal, TokenChecker
 from origin.cache_headers import delivery_headers
 from origin.keys import CONFIG, LIBRARY, STORE, TOKENS
 from origin.store import Status
@@ -173,10 +173,10 @@ def fast_answer(files: PublishedFiles, tokens: TokenChecker, request: SimpleRequ
     path = request.path
     now = time.time()
     if tokens.keys is not None or path.startswith(PREFIX):
-        access = tokens.check(path, request.peer, now)
-        if not isinstance(access, Allowed):
+        allowed = tokens.path_or_refusal(path, request.peer, now)
+        if isinstance(allowed, Refusal):
             return None  # ``_serve`` answers the refusal
-        path = access.path
+        path = allowed
     parts = path.split("/")
     if len(parts) not in (4, 5) or parts[1] != "titles":
         return None
