@@ -53,5 +53,9 @@ bench-flashcrowd: setup
 bench-loadtest: setup
 	$(BIN)/python bench/loadtest/run.py
 
+.PHONY: bench-tls
+bench-tls: setup
+	$(BIN)/python bench/tls/run.py
+
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) .pytest_cache .ruff_cache .mypy_cache *.egg-info
