@@ -58,7 +58,7 @@ class SigningKeys:
         return cls(tuple(key.encode() for key in keys)) if keys else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     """What a token opens: paths under ``prefix`` until ``expires``, for ``client`` (None: anyone)."""
 
@@ -170,14 +170,15 @@ class TokenChecker:
         """The path to serve (the token taken out), or why not: ``check`` without allocating, for the
         fast path. With signing off, nothing is refused (a token is dropped)."""
         split = split_signed(path)
+        keys = self.keys
         if split is None:
-            return path if self.keys is None else Refusal.MISSING
+            return path if keys is None else Refusal.MISSING
         token, inner = split
-        if self.keys is None:
+        if keys is None:
             return inner
         verified = self._verified.get(token)
         if verified is None:
-            verified = verify_token(self.keys, token)
+            verified = verify_token(keys, token)
             if len(self._verified) >= self.LIMIT:
                 self._verified.clear()
             self._verified[token] = verified
