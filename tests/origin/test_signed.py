@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -218,3 +220,34 @@ async def test_an_edge_without_the_keys_gets_the_origins_refusal(signed: Signed)
         assert status == 403 and b"signed URL" in body
     finally:
         await asyncio.to_thread(edge.stop)
+
+
+def test_bad_signing_keys_are_one_line_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty-keys"
+    empty.write_text("# no key yet\n\n")
+    cases = {
+        ("--signing-key", "short"): "at least 16 bytes",
+        (
+            "--signing-key",
+            KEY,
+            "--signing-key",
+            OLD_KEY,
+            "--signing-key",
+            KEY + "x",
+        ): "one or two signing keys",
+        ("--signing-key-file", str(tmp_path / "missing")): "cannot read the signing key file",
+        ("--signing-key-file", str(empty)): "holds no key",
+    }
+    for command in (
+        ["origin", "--data", str(tmp_path / "data")],
+        ["edge", "--upstream", "http://127.0.0.1:9"],
+    ):
+        for flags, message in cases.items():
+            done = subprocess.run(
+                [sys.executable, "-m", "surge.cli", *command, "--port", "0", *flags],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert done.returncode == 1, done.stderr
+            last = done.stderr.strip().splitlines()[-1]
+            assert last.startswith("surge: error: ") and message in last, done.stderr
+            assert "Traceback" not in done.stderr
