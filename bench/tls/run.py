@@ -29,7 +29,19 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import WRK_LUA, Sample, free_port, sh, start, stop, write_doc, wrk_sample
+from common import (
+    WRK_LUA,
+    Sample,
+    free_port,
+    run_wrks_at_once,
+    sample_of,
+    sh,
+    start,
+    stop,
+    wait_for_quiet,
+    write_doc,
+    wrk_sample,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(1, str(ROOT))
@@ -105,23 +117,29 @@ def profile(pid: int, seconds: int, load: list[str], out: Path) -> list[tuple[st
     leaves: collections.Counter[str] = collections.Counter()
     for line in out.read_text().splitlines() if out.is_file() else []:
         stack, _, count = line.rpartition(" ")
-        leaf = stack.rsplit(";", 1)[-1].split(" (")[0]
-        if leaf.startswith("0x"):  # a native frame without a symbol: name its library at least
-            leaf = next((f"({name})" for start, end, name in libraries if start <= int(leaf, 16) < end), leaf)
+        frames = [frame.split(" (")[0] for frame in stack.split(";")]
+        leaf = frames[-1]
+        if leaf.startswith("0x"):  # a stripped library's frame: its library, under the nearest named caller
+            caller = next((f for f in reversed(frames) if not f.startswith("0x")), "?")
+            leaf = f"{library_of(libraries, int(leaf, 16))} under {caller}"
         leaves[leaf] += int(count)
     total = sum(leaves.values()) or 1
     return [(name, n / total) for name, n in leaves.most_common(8)]
 
 
-def mapped_files(pid: int) -> list[tuple[int, int, str]]:
-    """(start, end, file name) of the executable mappings of ``pid``."""
+def mapped_files(pid: int) -> list[tuple[int, int, int, str]]:
+    """(start, end, file offset, path) of the executable mappings of ``pid``."""
     found = []
     for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
         fields = line.split()
         if len(fields) >= 6 and "x" in fields[1]:
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            found.append((start, end, Path(fields[5]).name))
+            found.append((start, end, int(fields[2], 16), fields[5]))
     return found
+
+
+def library_of(libraries: list[tuple[int, int, int, str]], address: int) -> str:
+    return next((Path(path).name for low, high, _, path in libraries if low <= address < high), hex(address))
 
 
 def token_cost_us(rounds: int = 200_000) -> tuple[float, float]:
@@ -219,6 +237,18 @@ def main() -> None:
                 wrk_sample(wrk_argv(name, path, connections, args.warmup), procs[name].pid, args.warmup, 0)
         for round_ in range(args.repeat):
             for measure, path, connections, servers in loads:
+                if measure.startswith("signed"):
+                    # Side by side: both on the server CPU at the same moment, so whatever else the
+                    # machine does weighs on both alike; their req/s are then shares of one CPU.
+                    idle = wait_for_quiet(args.wait_idle)
+                    side = [(wrk_argv(n, path, connections, args.duration), procs[n].pid) for n in servers]
+                    for name, (totals, cpu) in zip(
+                        servers, run_wrks_at_once(side, args.duration), strict=True
+                    ):
+                        res[measure, name].append(sample_of(totals, cpu, idle))
+                    print(f"run {round_ + 1} {measure}: {[res[measure, n][-1] for n in servers]}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    continue
                 for name in servers if round_ % 2 == 0 else servers[::-1]:
                     argv_ = wrk_argv(name, path, connections, args.duration)
                     sample = wrk_sample(argv_, procs[name].pid, args.duration, args.wait_idle)
@@ -293,7 +323,9 @@ connections). HTTPS: one self-signed ECDSA P-256 certificate for both servers, T
 negotiated `{ciphers["surge https"]}` with an OpenSSL client; nginx 1 worker without kernel TLS (its
 default), access_log off; surge `origin --no-access-log` (metrics stay). Signed: two plain-HTTP surge
 origins on the same files, one with `--signing-key`, asked through `/t/<token>/titles/...`, the other
-through `/titles/...`. "/CPU-s" divides by the server's user + sys time. The machine was
+through `/titles/...`, loaded side by side (both wrks at the same moment, both servers on CPU
+{args.server_cpu}: whatever else the machine runs weighs on both alike, and each req/s is its share of
+the CPU). "/CPU-s" divides by the server's user + sys time. The machine was
 {statistics.median(idle):.0%} idle before the runs (median; lowest {min(idle):.0%}).
 
 ```
@@ -307,8 +339,8 @@ Machine: {origin_bench.facts()}.
 {token_text}
 
 Where the HTTPS origin spends its time (py-spy `record --native`, {args.profile_seconds} s per load, the
-leaf functions with most samples, as shares of all samples; a native frame without a symbol is named by
-its library, in parentheses):
+leaf functions with most samples, as shares of all samples; a frame of a stripped library, which py-spy
+cannot name, is given as its library under the nearest caller it could name):
 
 {spy_text}
 """
