@@ -127,7 +127,7 @@ def test_tokens_are_path_components_that_no_title_id_can_be() -> None:
     assert verify_token(NEW, made) == Grant(TITLE, int(T0 + 60), "2001:db8::1")
 
 
-def test_a_remembered_token_is_still_judged_at_each_time_and_path() -> None:
+def test_a_remembered_token_or_path_is_still_judged_at_each_time_and_client() -> None:
     checker = TokenChecker(NEW)
     path = signed_path(token(), SEGMENT)
     assert checker.check(path, "", T0) == Allowed(SEGMENT)
@@ -136,6 +136,10 @@ def test_a_remembered_token_is_still_judged_at_each_time_and_path() -> None:
         checker.allowed_path(path, "", T0 + 60)
     assert raised.value.status == 403
     assert checker.allowed_path(path, "", T0) == SEGMENT
+    bound = signed_path(token(client="198.51.100.7"), SEGMENT)
+    for _ in range(2):  # found, then remembered: the client is checked each time
+        assert checker.check(bound, "198.51.100.7", T0) == Allowed(SEGMENT)
+        assert checker.check(bound, "198.51.100.8", T0) == Refused(Refusal.WRONG_CLIENT)
 
 
 @pytest.mark.parametrize(
