@@ -55,6 +55,7 @@ _spec.loader.exec_module(origin_bench)  # its title maker, nginx headers and mac
 
 SECTION = "## HTTPS and signed URLs: surge origin vs nginx"
 KEY = "bench-signing-key-0123456789"
+WAITING = frozenset(("epoll_pwait", "epoll_wait", "PyThread_acquire_lock_timed"))
 PY_SPY = str(Path(sys.executable).parent / "py-spy")  # from PyPI, in the same environment
 NGINX_TLS = """worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -118,6 +119,8 @@ def profile(pid: int, seconds: int, load: list[str], out: Path) -> list[tuple[st
     for line in out.read_text().splitlines() if out.is_file() else []:
         stack, _, count = line.rpartition(" ")
         frames = [frame.split(" (")[0] for frame in stack.split(";")]
+        if WAITING.intersection(frames):
+            continue  # the event loop waiting for events, or an idle thread of the pool: no work
         leaf = frames[-1]
         if leaf.startswith("0x"):  # a stripped library's frame: its library, under the nearest named caller
             caller = next((f for f in reversed(frames) if not f.startswith("0x")), "?")
@@ -339,8 +342,9 @@ Machine: {origin_bench.facts()}.
 {token_text}
 
 Where the HTTPS origin spends its time (py-spy `record --native`, {args.profile_seconds} s per load, the
-leaf functions with most samples, as shares of all samples; a frame of a stripped library, which py-spy
-cannot name, is given as its library under the nearest caller it could name):
+leaf functions with most samples, as shares of the samples of work — the event loop waiting in epoll and
+idle pool threads left out; a frame of a stripped library, which py-spy cannot name, is given as its
+library under the nearest caller it could name):
 
 {spy_text}
 """
