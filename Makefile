@@ -61,5 +61,9 @@ chaos: setup
 bench-abr-fidelity: setup
 	$(BIN)/python bench/abr-fidelity/run.py
 
+.PHONY: bench-tls
+bench-tls: setup
+	$(BIN)/python bench/tls/run.py
+
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -115,9 +115,14 @@ def wrk_sample(argv: list[str], server_session: int, seconds: float, wait_idle: 
     """Wait (up to ``wait_idle`` s) for a quiet machine, then run wrk (``argv`` loads WRK_LUA)."""
     idle = wait_for_quiet(wait_idle)
     r, cpu = run_wrk(argv, server_session, seconds)
-    s = r["us"] / 1e6
-    return Sample(r["requests"] / s, r["bytes"] / s, r["p50"] / 1000, r["p99"] / 1000,
-                  r["requests"] / max(cpu, 0.01), idle)  # fmt: skip
+    return sample_of(r, cpu, idle)
+
+
+def sample_of(totals: dict[str, int], cpu: float, idle: float) -> Sample:
+    """A Sample from wrk's totals (WRK_LUA) and the server's CPU seconds meanwhile."""
+    s = totals["us"] / 1e6
+    return Sample(totals["requests"] / s, totals["bytes"] / s, totals["p50"] / 1000, totals["p99"] / 1000,
+                  totals["requests"] / max(cpu, 0.01), idle)  # fmt: skip
 
 
 def run_wrk(argv: list[str], server_session: int, seconds: float) -> tuple[dict[str, int], float]:

@@ -19,7 +19,8 @@ from edge.proxy import Edge, validate_path
 from edge.purge import USAGE, parse_purge
 from edge.stats import EdgeReport
 from media.errors import InvalidInput, SurgeError
-from media.layout import FILE_ROUTE, MASTER_ROUTE
+from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE
+from service.cors import preflight_handler
 from service.front import FAST_PATH, Answer, SimpleRequest
 from service.http import (
     IN_FLIGHT,
@@ -219,11 +220,16 @@ def make_app(config: EdgeConfig) -> web.Application:
         return await metrics.handle_metrics(request)
 
     app.cleanup_ctx.append(lifecycle)
+    preflight = preflight_handler(config.cors_origin)
     for pattern in (MASTER_ROUTE, FILE_ROUTE):
         resource = app.router.add_resource(pattern)
         resource.add_route("GET", deliver)
         resource.add_route("HEAD", deliver)
         resource.add_route("PURGE", purge)
+        resource.add_route("OPTIONS", preflight)
+        signed = app.router.add_resource(SIGNED_ROUTE + pattern)
+        for method, handler in (("GET", deliver), ("HEAD", deliver), ("OPTIONS", preflight)):
+            signed.add_route(method, handler)
     for prefix in ("/titles/{title_id}/", "/titles/{title_id}/{rendition}/"):
         app.router.add_route("PURGE", prefix, purge)
     app.router.add_post("/admin/purge", purge_api)

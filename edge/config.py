@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from media.errors import InvalidInput
+from media.signing import SigningKeys
 
 
 def _default_id() -> str:
@@ -30,6 +31,8 @@ class EdgeConfig:
     connect_timeout: float = 2.0
     read_timeout: float = 10.0
     admin_token: str | None = None
+    cors_origin: str = "*"  # Access-Control-Allow-Origin of preflight answers; "" turns them off
+    signing_keys: SigningKeys | None = None  # None: no signed URLs needed
     shutdown_timeout: float = 30.0
     access_log: bool = True
     header_timeout: float = 10.0  # a client slower than this with its request headers gets 408

@@ -38,7 +38,8 @@ from media.errors import InvalidInput, SurgeError
 from media.hls import parse_media
 from media.ids import is_title_id
 from media.layout import delivery_route, is_safe_component
-from service.front import Answer, SimpleRequest, render_head
+from media.signing import PREFIX, Grant, Refusal, TokenChecker, make_token, signed_path
+from service.front import Answer, SimpleRequest, date_line, render_head
 from service.logs import log
 from service.ranges import Part, RangeAnswer, Unsatisfiable, Whole, byte_range, if_range_holds
 
@@ -48,6 +49,7 @@ READ_CHUNK = 256 * 1024
 # From this size a body is written apart from the headers: on Python < 3.12.9 aiohttp joins headers and
 # body into one new buffer (its SKIP_WRITELINES), a copy of the whole segment per hit.
 SEPARATE_BODY_AT = 64 * 1024
+UPSTREAM_TOKEN_S = 60  # lifetime of the token an edge signs its own upstream requests with
 
 
 def cmcd_from_query(query: str) -> str | None:
@@ -101,6 +103,7 @@ class Edge:
             read_timeout=config.read_timeout,
         )
         self.stats = TitleStats()
+        self.tokens = TokenChecker(config.signing_keys)
         self.via = f"1.1 {config.edge_id}"
         self.next_after: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
@@ -191,7 +194,7 @@ class Edge:
             headers |= conditional_headers(stored.freshness)
         request_time = self.clock()
         self.upstream_fetches += 1
-        async with self.upstreams.fetch(key, headers) as response:
+        async with self.upstreams.fetch(self.upstream_path(key, request_time), headers) as response:
             lower = {k.lower(): v for k, v in response.headers.items()}
             if response.status == 304 and stored is not None:
                 # RFC 9111 4.3.4: the stored response, with the new headers, is fresh again.
@@ -216,6 +219,14 @@ class Edge:
             self.store(obj)
             if key.endswith(".m3u8") and fill.status == 200:
                 self._learn_playlist(key, obj.body)
+
+    def upstream_path(self, key: str, now: float) -> str:
+        """What to ask upstream for ``key``: with signing on, a path signed by this edge for that object
+        alone (the client's token may be bound to the client's address, or absent for a prefetch)."""
+        keys = self.tokens.keys
+        if keys is None:
+            return key
+        return signed_path(make_token(keys, Grant(key, int(now) + UPSTREAM_TOKEN_S)), key)
 
     def _learn_playlist(self, key: str, body: bytes) -> None:
         try:
@@ -258,14 +269,19 @@ class Edge:
         if b"range" in headers:
             return None
         path = request.path
+        now = self.clock()
+        if self.tokens.keys is not None or path.startswith(PREFIX):
+            allowed = self.tokens.path_or_refusal(path, request.peer, now)
+            if isinstance(allowed, Refusal):
+                return None  # ``handle`` answers the refusal
+            path = allowed
         found = self._stored_now(path)
         if found is None:
             return None
         obj, body = found
-        now = self.clock()
         if obj.status != 200 or decide(obj.freshness, now) is not Reuse.FRESH:
             return None
-        age = b"Age: %d\r\nX-Cache: HIT\r\n\r\n" % obj.freshness.age(now)
+        age = b"Age: %d\r\nX-Cache: HIT\r\n%s\r\n" % (obj.freshness.age(now), date_line(now))
         route = delivery_route(path)
         if not _CONDITION_NAMES.isdisjoint(headers):
             inm, ims = (headers.get(name) for name in _CONDITIONS)
@@ -326,9 +342,9 @@ class Edge:
                 return web.Response(status=416, headers=headers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        validate_path(path)
         now = self.clock()
+        path = self.tokens.allowed_path(request.path, request.remote or "", now)
+        validate_path(path)
         obj = await self.lookup(path)
         if obj is not None:
             reuse = decide(obj.freshness, now)

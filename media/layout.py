@@ -19,6 +19,7 @@ _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The public URLs of published files, as routes: the origin and the edges serve the same ones.
 MASTER_ROUTE = "/titles/{title_id}/master.m3u8"
 FILE_ROUTE = "/titles/{title_id}/{rendition}/{file}"
+SIGNED_ROUTE = "/t/{token}"  # before either of them: a signed URL (media.signing)
 
 
 def delivery_route(path: str) -> str:

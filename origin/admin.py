@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import aiofiles
 from aiohttp import BodyPartReader, web
 
-from media.errors import InsufficientStorage, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMedia
+from media.errors import (
+    AlreadyExists,
+    InsufficientStorage,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMedia,
+)
 from media.ids import new_title_id, validate_title_id
+from media.layout import is_safe_component
 from media.probe import probe_source
+from media.signing import Grant, make_token, signed_path
 from origin.auth import check_bearer
 from origin.delivery import PUBLISHED
 from origin.fleet import FLEET_LINK
 from origin.jobs import disk_free, remove_title_files
-from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
+from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN, TOKENS
 from origin.store import TitleRecord
 from transcoder.package import out_of_space
 
@@ -27,6 +38,8 @@ CHUNK = 1024 * 1024
 DISK_CHECK_EVERY = 64 * CHUNK
 MAX_NAME = 200
 RAW_TYPES = ("application/octet-stream", "application/mp4", "application/x-matroska")
+DEFAULT_TOKEN_TTL = 3600
+MAX_TOKEN_TTL = 30 * 24 * 3600
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -175,7 +188,70 @@ async def delete_title(request: web.Request) -> web.Response:
     return web.json_response({"id": title_id, "deleted": True, "fleet_purge": purge})
 
 
+def _token_request(body: object) -> tuple[int, str | None, str | None, str | None]:
+    """(ttl, rendition, client, base) from the JSON body of a token request, validated."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    unknown = set(body) - {"ttl", "rendition", "client", "base"}
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))} (ttl, rendition, client, base)")
+    ttl = body.get("ttl", DEFAULT_TOKEN_TTL)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TOKEN_TTL:
+        raise InvalidInput(f"ttl must be a whole number of seconds within 1-{MAX_TOKEN_TTL}")
+    rendition, client, base = body.get("rendition"), body.get("client"), body.get("base")
+    if rendition is not None and (not isinstance(rendition, str) or not is_safe_component(rendition)):
+        raise InvalidInput("rendition must be a rendition name such as 360p")
+    if client is not None:
+        try:
+            client = str(ipaddress.ip_address(client))
+        except ValueError:
+            raise InvalidInput("client must be an IPv4 or IPv6 address") from None
+    if base is not None:
+        parts = urlsplit(base) if isinstance(base, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.path.strip("/")
+        ):
+            raise InvalidInput("base must be a server URL such as https://edge.example.com:8443")
+    return ttl, rendition, client, base
+
+
+async def make_playback_url(request: web.Request) -> web.Response:
+    """``POST /admin/titles/<id>/tokens``: a signed URL of the title's master (or of one rendition's
+    playlist), optionally bound to a client address; 201 with the URL, the token and its expiry."""
+    title_id = validate_title_id(request.match_info["title_id"])
+    keys = request.app[TOKENS].keys
+    if keys is None:
+        raise AlreadyExists("signed URLs are off: start the origin with --signing-key or --signing-key-file")
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise InvalidInput('the body must be JSON, e.g. {"ttl": 3600, "client": "198.51.100.7"}') from None
+    ttl, rendition, client, base = _token_request(body)
+    if await request.app[STORE].get(title_id) is None:
+        raise NotFound(f"no title {title_id!r}")
+    prefix = f"/titles/{title_id}/" + (f"{rendition}/" if rendition else "")
+    expires = int(time.time()) + ttl
+    token = make_token(keys, Grant(prefix, expires, client))
+    path = signed_path(token, prefix + ("index.m3u8" if rendition else "master.m3u8"))
+    server = base or f"{request.scheme}://{request.host}"
+    return web.json_response(
+        {
+            "url": server + path,
+            "path": path,
+            "token": token,
+            "prefix": prefix,
+            "expires": expires,
+            "client": client,
+        },
+        status=201,
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/admin/titles/{title_id}/tokens", make_playback_url)
     app.router.add_post("/admin/titles", upload)
     app.router.add_get("/admin/titles", list_titles)
     app.router.add_get("/admin/titles/{title_id}", get_title)

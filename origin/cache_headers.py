@@ -10,7 +10,6 @@ CONTENT_TYPES = {
     ".mp4": "video/mp4",
     ".m4s": "video/iso.segment",
 }
-EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Age, Content-Encoding"
 
 
 def delivery_headers(file_name: str, playlist_max_age: int) -> dict[str, str] | None:
@@ -24,19 +23,3 @@ def delivery_headers(file_name: str, playlist_max_age: int) -> dict[str, str] | 
         return {"Content-Type": content_type, "Cache-Control": f"public, max-age={playlist_max_age}",
                 "Vary": "Accept-Encoding"}  # fmt: skip
     return {"Content-Type": content_type, "Cache-Control": SEGMENT_CACHE}
-
-
-def cors_headers(allow_origin: str) -> dict[str, str]:
-    if not allow_origin:
-        return {}
-    return {"Access-Control-Allow-Origin": allow_origin, "Access-Control-Expose-Headers": EXPOSED_HEADERS}
-
-
-def preflight_headers(allow_origin: str, requested_headers: str | None) -> dict[str, str]:
-    if not allow_origin:
-        return {}
-    return cors_headers(allow_origin) | {
-        "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-        "Access-Control-Allow-Headers": requested_headers or "Range, If-None-Match, If-Modified-Since",
-        "Access-Control-Max-Age": "86400",
-    }

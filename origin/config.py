@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from media.errors import InvalidInput
+from media.signing import SigningKeys
 from transcoder.plan import PackageConfig
 
 MiB = 1024 * 1024
@@ -26,6 +27,7 @@ class OriginConfig:
     playlist_max_age: int = 2  # seconds; segments are immutable
     shutdown_timeout: float = 30.0
     delivery_memory: int = 256 * MiB  # published files kept in memory for delivery
+    signing_keys: SigningKeys | None = None  # delivery needs signed URLs when set
     package: PackageConfig = field(default_factory=PackageConfig)
     packaging_attempts: int = 3  # transient failures (ffmpeg killed, disk full) are retried up to this
     retry_delay: float = 2.0  # seconds before the first retry; doubled for each next one

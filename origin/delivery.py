@@ -21,10 +21,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id
-from media.layout import FILE_ROUTE, MASTER_ROUTE, Library, delivery_route, is_safe_component
-from origin.cache_headers import cors_headers, delivery_headers, preflight_headers
-from origin.keys import CONFIG, LIBRARY, STORE
+from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE, Library, delivery_route, is_safe_component
+from media.signing import PREFIX, Refusal, TokenChecker
+from origin.cache_headers import delivery_headers
+from origin.keys import CONFIG, LIBRARY, STORE, TOKENS
 from origin.store import Status
+from service.cors import cors_headers, preflight_handler
 from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
 from service.http import json_error
 from service.ranges import Unsatisfiable, byte_range, if_range_holds
@@ -164,6 +166,7 @@ def _choose(published: Published, accept_encoding: str) -> Representation | None
 
 
 async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
+    request.app[TOKENS].allowed_path(request.path, request.remote or "", time.time())
     published = await request.app[PUBLISHED].find(request, *components)
     if "Range" in request.headers:
         return await _serve_range(request, published)
@@ -196,10 +199,17 @@ def _without(headers: CIMultiDictProxy[str], *names: str) -> CIMultiDict[str]:
     return kept
 
 
-def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:
+def fast_answer(files: PublishedFiles, tokens: TokenChecker, request: SimpleRequest) -> Answer | None:
     """A published file already in memory, for a plain GET/HEAD, answered by the front (service.front)
     without aiohttp; None sends the request through the routes below, which answer everything else."""
-    parts = request.path.split("/")
+    path = request.path
+    now = time.time()
+    if tokens.keys is not None or path.startswith(PREFIX):
+        allowed = tokens.path_or_refusal(path, request.peer, now)
+        if isinstance(allowed, Refusal):
+            return None  # ``_serve`` answers the refusal
+        path = allowed
+    parts = path.split("/")
     if len(parts) not in (4, 5) or parts[1] != "titles":
         return None
     published = files.known(tuple(parts[2:]))
@@ -210,9 +220,9 @@ def fast_answer(files: PublishedFiles, request: SimpleRequest) -> Answer | None:
         return None
     chosen = _choose(published, headers.get(b"accept-encoding", b"").decode("latin-1"))
     assert chosen is not None
-    head = chosen.head + date_line(time.time()) + b"\r\n"
+    head = chosen.head + date_line(now) + b"\r\n"
     body = chosen.body if request.method == "GET" else b""
-    return Answer(head, body, 200, delivery_route(request.path))
+    return Answer(head, body, 200, delivery_route(path))
 
 
 async def master(request: web.Request) -> web.StreamResponse:
@@ -221,12 +231,6 @@ async def master(request: web.Request) -> web.StreamResponse:
 
 async def rendition_file(request: web.Request) -> web.StreamResponse:
     return await _serve(request, request.match_info["rendition"], request.match_info["file"])
-
-
-async def preflight(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    headers = preflight_headers(config.cors_origin, request.headers.get("Access-Control-Request-Headers"))
-    return web.Response(status=204, headers=headers)
 
 
 async def catalog(request: web.Request) -> web.Response:
@@ -247,11 +251,16 @@ async def catalog(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     files = PublishedFiles(app[CONFIG].delivery_memory)
     app[PUBLISHED] = files
-    app[FAST_PATH] = functools.partial(fast_answer, files)
+    tokens = TokenChecker(app[CONFIG].signing_keys)
+    app[TOKENS] = tokens
+    app[FAST_PATH] = functools.partial(fast_answer, files, tokens)
+    preflight = preflight_handler(app[CONFIG].cors_origin)
     for path, handler in (
         ("/titles", catalog),
         (MASTER_ROUTE, master),
         (FILE_ROUTE, rendition_file),
+        (SIGNED_ROUTE + MASTER_ROUTE, master),
+        (SIGNED_ROUTE + FILE_ROUTE, rendition_file),
     ):
         resource = app.router.add_resource(path)
         resource.add_route("GET", handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from media.layout import Library
+from media.signing import TokenChecker
 from origin.config import OriginConfig
 from origin.jobs import JobQueue
 from origin.store import TitleStore
@@ -14,3 +15,4 @@ LIBRARY = web.AppKey("library", Library)
 STORE = web.AppKey("store", TitleStore)
 QUEUE = web.AppKey("queue", JobQueue)
 TOKEN = web.AppKey("token", str)
+TOKENS = web.AppKey("tokens", TokenChecker)  # signed playback URLs

@@ -39,10 +39,12 @@ from aiohttp.web_protocol import RequestHandler
 
 logger = logging.getLogger("surge.front")
 
-TIMEOUT_RESPONSE = (
+TIMEOUT_HEAD = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
-    b'Content-Length: 48\r\n\r\n{"error": "the request headers came too slowly"}'
+    b"Content-Length: 48\r\n"
 )
+TIMEOUT_BODY = b'{"error": "the request headers came too slowly"}'
+
 MAX_HEAD = 8190  # aiohttp's own line limit; a longer head goes to aiohttp, which answers 400/431
 DEFER_BODY = 64 * 1024  # answers this large are written at the end of the loop pass (Outbox)
 PENDING_LIMIT = 64 * 1024  # bytes held while a response is in progress before the client is paused
@@ -61,6 +63,7 @@ class SimpleRequest:
     path: str
     query: str
     headers: dict[bytes, bytes]  # lower-case names
+    peer: str = ""  # the client's address
 
 
 @dataclass(slots=True)
@@ -267,6 +270,7 @@ class FrontProtocol(asyncio.Protocol):
             answer = None
             if request is not None and responder is not None:
                 started = time.perf_counter()
+                request.peer = self._peer
                 answer = self._answer(responder, request)
             if answer is not None and request is not None:
                 pending = pending[end + 4 :]
@@ -381,7 +385,7 @@ class FrontProtocol(asyncio.Protocol):
         self._header_deadline = None
         transport = self.transport
         if transport is not None and not transport.is_closing() and self._waiting_for_headers():
-            transport.write(TIMEOUT_RESPONSE)
+            transport.write(TIMEOUT_HEAD + date_line(time.time()) + b"\r\n" + TIMEOUT_BODY)
             transport.close()
 
     # Idle timeout.
@@ -429,4 +433,5 @@ class FrontSite(web.TCPSite):
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,
             backlog=self._backlog,
+            ssl=self._ssl_context,  # the front then reads and writes plain bytes over TLS
         )

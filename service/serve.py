@@ -11,14 +11,17 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from media.errors import SurgeError
 from service.front import FAST_PATH, FrontSettings, FrontSite
 from service.http import IN_FLIGHT, METRICS, SERVER_INFO, SITE_NAME, AccessLog, FastAccess
 from service.logs import LIFECYCLE_LOGGER, log
+from service.tls import TlsFiles, reload, scheme, server_context
 from service.urls import advertised_url
 
 logger = logging.getLogger(LIFECYCLE_LOGGER)
@@ -54,6 +57,7 @@ async def serve(
     name: str = "server",
     advertise_url: str | None = None,
     public_host: str | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
     await serve_all(
         [Site(app, host, port, on_listening, name, advertise_url, public_host)],
@@ -61,7 +65,17 @@ async def serve(
         access_log=access_log,
         header_timeout=header_timeout,
         keepalive_timeout=keepalive_timeout,
+        tls=tls,
     )
+
+
+def _reload_tls(context: ssl.SSLContext, tls: TlsFiles) -> None:
+    try:
+        reload(context, tls)
+    except SurgeError as err:
+        log(logger, "certificate reload failed; the old one stays", logging.ERROR, error=err.message)
+    else:
+        log(logger, "certificate reloaded", cert=str(tls.cert))
 
 
 async def serve_all(
@@ -71,11 +85,16 @@ async def serve_all(
     access_log: bool = True,
     header_timeout: float = 10.0,
     keepalive_timeout: float = 75.0,
+    tls: TlsFiles | None = None,
 ) -> None:
+    """With ``tls``, every site speaks HTTPS with one context, reloaded from the files on SIGHUP."""
+    context = server_context(tls) if tls is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if context is not None and tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_tls, context, tls)
     runners: list[web.AppRunner] = []
     apps: list[web.Application] = []
     accesses: list[FastAccess] = []
@@ -106,13 +125,14 @@ async def serve_all(
                 responder=app.get(FAST_PATH),
                 on_answer=access.observe,
             )
-            tcp = FrontSite(runner, site.host, site.port, settings, reuse_address=True)
+            tcp = FrontSite(runner, site.host, site.port, settings, reuse_address=True, ssl_context=context)
             await tcp.start()
             bound = runner.addresses[0]
             url = advertised_url(
                 site.host,
                 bound[1],
                 hostname=socket.gethostname(),
+                scheme=scheme(tls),
                 advertise_url=site.advertise_url,
                 public_host=site.public_host,
             )

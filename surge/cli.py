@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import os
 import sys
@@ -17,8 +18,10 @@ from loadtest.cli import add_loadtest_parser
 from media.errors import AlreadyExists, InvalidInput, SurgeError
 from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
+from media.signing import SigningKeys
 from media.title import TitleInfo
 from service.loop import run, run_server
+from service.tls import TlsFiles
 from service.urls import is_loopback_host, is_loopback_url, validate_base_url
 from surge.config import add_config_option, parse_args
 from transcoder.package import package_title
@@ -197,7 +200,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
     from service.logs import configure_logging
     from service.serve import serve
 
-    config = _origin_config(args)
+    config = dataclasses.replace(_origin_config(args), signing_keys=_signing_keys(args))
     configure_logging("origin", args.log_level)
     app = make_app(config)
     run_server(
@@ -210,6 +213,7 @@ def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | 
             name="origin",
             access_log=not args.no_access_log,
             public_host=args.public_host,
+            tls=_tls(args),
         )
     )
     return 0
@@ -283,6 +287,8 @@ def cmd_edge(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
         admin_token=args.admin_token,
+        cors_origin=args.cors_origin,
+        signing_keys=_signing_keys(args),
         access_log=not args.no_access_log,
         header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout,
@@ -303,6 +309,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
             name="edge",
             advertise_url=args.advertise_url and validate_base_url(args.advertise_url, "--advertise-url"),
             public_host=args.public_host,
+            tls=_tls(args),
         )
     )
     return 0
@@ -330,6 +337,8 @@ def _fleet_parts(
     edge_args += ["--log-level", args.log_level]
     if not args.edge_access_log:
         edge_args.append("--no-access-log")
+    if (tls := _tls(args)) is not None:
+        edge_args += ["--tls-cert", str(tls.cert.absolute()), "--tls-key", str(tls.key.absolute())]
     scaler = ScalerConfig(
         min_edges=args.min_edges,
         max_edges=args.max_edges,
@@ -380,7 +389,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     fleet, settings = _fleet_parts(args, origin, args.host, public_host)
     site = Site(make_app(fleet, settings), args.host, args.port, name="fleet",  # type: ignore[arg-type]
                 advertise_url=public_url)  # fmt: skip
-    run_server(serve_all([site]))
+    run_server(serve_all([site], tls=_tls(args)))
     return 0
 
 
@@ -415,7 +424,7 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
         Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet",
              public_host=args.public_host),
     ]  # fmt: skip
-    run_server(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout))
+    run_server(serve_all(sites, shutdown_timeout=origin_config.shutdown_timeout, tls=_tls(args)))
     return 0
 
 
@@ -468,7 +477,36 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    return TlsFiles.from_flags(args.tls_cert, args.tls_key)
+
+
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain (reloaded on SIGHUP)")
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+
+
+def _signing_keys(args: argparse.Namespace) -> SigningKeys | None:
+    texts = list(args.signing_key or ())
+    if args.signing_key_file:
+        try:
+            texts += Path(args.signing_key_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise SurgeError(f"cannot read the signing key file {args.signing_key_file}: {err}") from None
+        if not SigningKeys.from_texts(texts):
+            raise SurgeError(f"the signing key file {args.signing_key_file} holds no key")
+    return SigningKeys.from_texts(texts)
+
+
+def _signing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signing-key", action="append", metavar="KEY",
+                        help="serve only signed URLs (/t/<token>/titles/...) made with this key; "
+                        "give it twice to rotate (the new key first)")  # fmt: skip
+    parser.add_argument("--signing-key-file", metavar="FILE", help="signing keys, one a line, the new first")
+
+
 def _origin_options(parser: argparse.ArgumentParser) -> None:
+    _tls_options(parser)
     parser.add_argument("--data", default="./data", help="library root (default ./data)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
@@ -558,11 +596,14 @@ def build_parser() -> argparse.ArgumentParser:
     _origin_options(origin)
     origin.add_argument("--fleet", help="the fleet in front of this origin: deleting a title purges it there")
     _server_options(origin)
+    _signing_options(origin)
     origin.set_defaults(handler=cmd_origin)
 
     edge = commands.add_parser(
         "edge", help="run one caching edge node in front of origins (or a parent edge)"
     )
+    _tls_options(edge)
+    _signing_options(edge)
     edge.add_argument("--upstream", action="append", help="origin URL; repeat for several (tried in turn)")
     edge.add_argument("--parent", help="a parent edge to fill from first (shield tier)")
     edge.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -577,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--connect-timeout", type=float, default=2.0, help="upstream connect timeout, s")
     edge.add_argument("--read-timeout", type=float, default=10.0, help="upstream read timeout, s")
     edge.add_argument("--admin-token", help="token for PURGE (default: $SURGE_ADMIN_TOKEN)")
+    edge.add_argument("--cors-origin", default="*", help="Allow-Origin of CORS preflights; '' disables")
     edge.add_argument("--no-access-log", action="store_true", help="no log line per request")
     edge.add_argument("--header-timeout", type=float, default=10.0, help="408 for slower request headers, s")
     edge.add_argument("--keepalive-timeout", type=float, default=75.0, help="close idle connections after, s")
@@ -591,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fleet = commands.add_parser("fleet", help="run the router and autoscaler that start and steer edges")
     fleet.add_argument("--origin", required=True, help="origin URL the edges fill from")
+    _tls_options(fleet)
     fleet.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fleet.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     fleet.add_argument("--public-url", help="the fleet's URL as players see it (default http://HOST:PORT)")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 
 from transcoder.sample import make_sample
@@ -65,3 +68,40 @@ async def json_of(url: str) -> tuple[int, Any]:
     """``GET url``: its status and JSON body."""
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status, await response.json()
+
+
+@dataclass
+class PrivateCA:
+    """A throwaway certificate authority (trustme) and the files of a server certificate it issued."""
+
+    ca: trustme.CA
+    directory: Path
+
+    def issue(self, name: str = "server", common_name: str | None = None) -> tuple[Path, Path]:
+        """A certificate for 127.0.0.1 and localhost: (cert.pem, key.pem) under the test's directory."""
+        leaf = self.ca.issue_cert("127.0.0.1", "localhost", common_name=common_name)
+        cert, key = self.directory / f"{name}.pem", self.directory / f"{name}.key"
+        leaf.private_key_pem.write_to_path(str(key))
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        return cert, key
+
+    def client_context(self) -> ssl.SSLContext:
+        """What every test client uses to talk to our HTTPS servers: verification on, the test CA trusted."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+    def session(self, **options: Any) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.client_context()), **options)
+
+
+@pytest.fixture
+def test_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PrivateCA:
+    """Also points SSL_CERT_FILE at the CA, so that surge servers started by the test (an edge filling from
+    an HTTPS origin, a fleet polling HTTPS edges) verify each other against it, as with a private CA."""
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(directory / "ca.pem"))
+    return PrivateCA(ca, directory)

@@ -31,6 +31,7 @@ from edge.router.steering import master_for_edges, session_priority, steering_ma
 from media.errors import InvalidInput, NotFound, SurgeError
 from media.hls import parse_master, render_master
 from media.ids import validate_title_id
+from service.cors import preflight_handler
 from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
 from service.logs import log
 
@@ -239,4 +240,6 @@ def make_app(fleet: Fleet, settings: RouterSettings) -> web.Application:
     app.router.add_get("/titles", pass_to_origin)
     app.router.add_get("/player/", pass_to_origin)
     app.router.add_get("/static/{path:.+}", pass_to_origin)
+    for path in ("/titles/{title_id}/master.m3u8", "/t/{title_id}/master.m3u8", "/steer/{title_id}.json"):
+        app.router.add_route("OPTIONS", path, preflight_handler("*"))
     return app

@@ -281,7 +281,8 @@ async def test_fast_answers_are_fresh_memory_hits_of_plain_requests_only() -> No
     assert answer.route == "/titles/{title_id}/{rendition}/{file}"
     assert answer.head == (
         b"HTTP/1.1 200 OK\r\nContent-Type: video/iso.segment\r\nCache-Control: max-age=60\r\nVia: 1.1 e1\r\n"
-        b"X-Served-By: e1\r\nAccept-Ranges: bytes\r\nContent-Length: 5\r\nAge: 7\r\nX-Cache: HIT\r\n\r\n"
+        b"X-Served-By: e1\r\nAccept-Ranges: bytes\r\nContent-Length: 5\r\nAge: 7\r\nX-Cache: HIT\r\n"
+        b"Date: Wed, 25 Nov 2026 10:00:07 GMT\r\n\r\n"  # from the edge's clock
     )
     head = ask("HEAD")
     assert head is not None and head.body == b"" and b"Content-Length: 5\r\n" in head.head
@@ -342,3 +343,46 @@ def test_edge_report_round_trip_and_damaged_input() -> None:
     assert damaged == EdgeReport(titles={"t": TitleRates()})
     assert EdgeReport.from_json([1, 2]) == EdgeReport()
     assert EdgeReport.from_json({"titles": []}).titles == {}
+
+
+def test_fast_answers_with_signing_check_the_token_and_key_the_cache_without_it() -> None:
+    from edge.config import EdgeConfig
+    from edge.proxy import Edge
+    from media.signing import Allowed, Grant, Refusal, Refused, SigningKeys, make_token, signed_path
+    from service.front import SimpleRequest
+
+    keys = SigningKeys((b"k" * 16,))
+    edge = Edge(
+        EdgeConfig(upstreams=("http://127.0.0.1:9",), edge_id="e1", signing_keys=keys), clock=lambda: T0
+    )
+    path = "/titles/show-abc123/360p/seg_00000.m4s"
+    fresh = freshness({"cache-control": "max-age=60"}, T0, T0)
+    edge.memory.put(CachedObject(path, 200, {"Content-Type": "video/iso.segment"}, b"hello", fresh))
+
+    def ask(target: str, peer: str = "198.51.100.7") -> bytes | None:
+        answer = edge.fast_answer(SimpleRequest("GET", target, "", {}, peer))
+        return bytes(answer.body) if answer is not None else None
+
+    title = Grant("/titles/show-abc123/", int(T0) + 60)
+    assert ask(signed_path(make_token(keys, title), path)) == b"hello"
+    assert (
+        ask(signed_path(make_token(keys, Grant(title.prefix, title.expires, "198.51.100.7")), path))
+        == b"hello"
+    )
+    assert edge.stats.hits == 2  # counted under the title, as an unsigned hit is
+    for refused in (
+        path,  # unsigned
+        signed_path(make_token(keys, Grant(title.prefix, int(T0))), path),  # expired
+        signed_path(make_token(keys, Grant("/titles/other-title/", title.expires)), path),
+        signed_path(make_token(keys, Grant(title.prefix, title.expires, "198.51.100.8")), path),
+        signed_path(make_token(SigningKeys((b"x" * 16,)), title), path),
+    ):
+        assert ask(refused) is None  # answered by aiohttp's path, which says 403 and why
+    assert edge.stats.hits == 2
+    # The edge's own upstream request for the object is signed for that object alone, briefly.
+    upstream = edge.upstream_path(path, T0)
+    assert upstream.endswith(path) and upstream.startswith("/t/S1.")
+    assert edge.tokens.check(upstream, "", T0 + 59) == Allowed(path)
+    other = upstream.replace(path, "/titles/show-abc123/master.m3u8")
+    assert edge.tokens.check(other, "", T0) == Refused(Refusal.WRONG_PATH)
+    assert edge.tokens.check(upstream, "", T0 + 60) == Refused(Refusal.EXPIRED)

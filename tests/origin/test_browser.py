@@ -6,6 +6,10 @@ Manager never runs and nothing is downloaded). Playback goes through hls.js from
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import hashlib
 import json
 import re
 import tempfile
@@ -17,6 +21,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -25,8 +31,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from origin.web import WEB_DIR
 from tests.chromium import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
-from tests.conftest import MakeSource
-from tests.origin.conftest import TOKEN, OriginProcess
+from tests.conftest import MakeSource, PrivateCA
+from tests.origin.conftest import TOKEN, OriginProcess, SurgeProcess, upload, wait_for_status
 
 HLS_JS = WEB_DIR / "vendor" / "hls.min.js"
 
@@ -63,12 +69,18 @@ async def test_pages_and_static_files_are_served(origin: OriginProcess) -> None:
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
+    with chromium() as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def chromium(*extra_flags: str) -> Iterator[WebDriver]:
     if not CHROMEDRIVER.exists():
         pytest.fail(f"{CHROMEDRIVER} is missing: `make test` installs chromium-driver with apt-get")
     with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
             options.add_argument(flag)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -284,3 +296,66 @@ def test_player_explains_a_missing_hls_js(browser: WebDriver, web_origin: Origin
     assert "hls.js is not installed" in text(browser, "notice") and "make setup" in text(browser, "notice")
     empty = 'return document.getElementById("catalog-status").textContent.startsWith("No titles")'
     until(browser, empty, 10, "empty catalog")
+
+
+def spki_hash(cert: Path) -> str:
+    """Base64 of the SHA-256 of a certificate's SubjectPublicKeyInfo: what Chromium's
+    ``--ignore-certificate-errors-spki-list`` trusts (that key only; every other certificate is still
+    verified)."""
+    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    spki = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@needs_chromium
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_hls_js_plays_over_https_from_the_fleets_edges(
+    tmp_path: Path, test_ca: PrivateCA, make_source: MakeSource
+) -> None:
+    assert HLS_JS.is_file(), f"{HLS_JS} is missing: run `make setup` (npm ci copies hls.js there)"
+    cert, key = test_ca.issue()
+    up = SurgeProcess("up", "--data", str(tmp_path / "data"), "--fleet-port", "0", "--preset", "ultrafast",
+                      "--tls-cert", str(cert), "--tls-key", str(key)).start()  # fmt: skip
+    try:
+        fleet = wait_for_site(up, "fleet")
+        origin = wait_for_site(up, "origin")
+        assert fleet.startswith("https://") and origin.startswith("https://")
+        title_id = asyncio.run(publish_over_https(test_ca, origin, make_source))
+        with chromium(f"--ignore-certificate-errors-spki-list={spki_hash(cert)}") as browser:
+            browser.get(f"{fleet}/player/#{title_id}")
+            state = until(
+                browser,
+                VIDEO_STATE.replace("return {", "const s = {") + "return s.time > 1.2 && s.frames > 0 && s;",
+                60,
+                "playback past 1.2 s over HTTPS",
+            )
+            assert state["height"] in (234, 360) and not state["paused"]
+            # Every request went over HTTPS: the page, the fleet's master, the edges' playlists and media.
+            urls = browser.execute_script(
+                "return performance.getEntriesByType('resource').map((e) => e.name)"
+            )
+            media = [u for u in urls if u.endswith((".m3u8", ".m4s", ".mp4"))]
+            assert media and all(u.startswith("https://127.0.0.1:") for u in media), urls
+            edges = {u.split("/titles/")[0] for u in media} - {fleet}
+            assert edges, urls  # playlists and segments came from an edge, not the fleet
+    finally:
+        assert up.stop() == 0
+
+
+def wait_for_site(process: SurgeProcess, name: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for event in list(process.log):
+            if event.get("event") == "listening" and event.get("name") == name:
+                return str(event["url"])
+        time.sleep(0.05)
+    raise AssertionError(f"{name} is not listening: {process.log}")
+
+
+async def publish_over_https(test_ca: PrivateCA, origin: str, make_source: MakeSource) -> str:
+    async with test_ca.session() as session:
+        source = make_source("https-browser.mp4", width=640, height=360, duration=6)
+        _, created, _ = await upload(session, origin, source)
+        await wait_for_status(session, origin, created["id"], {"ready"})
+        return str(created["id"])
