@@ -112,7 +112,7 @@ async def test_crowd_scales_out_onto_other_hosts_and_waits_pending_for_a_machine
         first = await fleet_state(fleet.url)
         assert [e["node"] for e in first["edges"]] != [cluster.lab.address]
         players = Players(cluster.player, tmp_path / "crowd.json", f"{fleet.url}/titles/{title}/master.m3u8",
-                          "--players", "24", "--ramp", "3", "--duration", "30")  # fmt: skip
+                          "--players", "24", "--ramp", "3", "--duration", "24")  # fmt: skip
 
         def spread(state: dict[str, Any]) -> bool:
             pending = [e for e in state["edges"] if e["state"] == "pending"]
@@ -157,7 +157,7 @@ async def test_a_lost_host_is_replaced_on_another_and_players_carry_on(
         state = await wait_for_fleet(fleet.url, lambda s: len(active_edges(s)) == 2, 30, "two edges")
         before = active_edges(state)
         players = Players(cluster.player, tmp_path / "loss.json", f"{fleet.url}/titles/{title}/master.m3u8",
-                          "--players", "12", "--ramp", "2", "--duration", "30")  # fmt: skip
+                          "--players", "12", "--ramp", "2", "--duration", "24")  # fmt: skip
         await asyncio.sleep(8)
         # The machine of the edge the players are on.
         serving = await wait_for_fleet(fleet.url, lambda s: any(e["load_rps"] > 0 for e in s["edges"]), 10,
