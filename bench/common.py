@@ -27,6 +27,20 @@ WRK_LUA = """done = function(s, lat, req)
 end"""
 
 
+# The start of the nginx configuration the benches compare against (a .format template): one worker,
+# no access log, sendfile, the HLS types. Each bench adds its own server block.
+NGINX_HEAD = """worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on; keepalive_requests 1000000;
+  types {{ application/vnd.apple.mpegurl m3u8; video/mp4 mp4; video/iso.segment m4s; }}
+  default_type application/octet-stream;
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

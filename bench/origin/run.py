@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
-from common import WRK_LUA, Sample, free_port, sh, start, stop, version, write_doc, wrk_sample
+from common import NGINX_HEAD, WRK_LUA, Sample, free_port, sh, start, stop, version, write_doc, wrk_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
@@ -43,16 +43,9 @@ sys.exit(main(sys.argv[1:]))"""
 # Exact totals as one JSON line (wrk's own Transfer/sec has two decimals).
 EXPOSED = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Age, Content-Encoding"
 CORS = f'add_header Access-Control-Allow-Origin "*"; add_header Access-Control-Expose-Headers "{EXPOSED}";'
-NGINX_CONF = """worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on; keepalive_requests 1000000;
-  types {{ application/vnd.apple.mpegurl m3u8; video/mp4 mp4; video/iso.segment m4s; }}
-  default_type application/octet-stream;
-  gzip off; gzip_static on;  # like surge: the packaged .gz to clients that accept gzip, no compression
+NGINX_CONF = (
+    NGINX_HEAD
+    + """  gzip off; gzip_static on;  # like surge: the packaged .gz to clients that accept gzip, no compression
   client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp; fastcgi_temp_path {prefix}/tmp;
   uwsgi_temp_path {prefix}/tmp; scgi_temp_path {prefix}/tmp;
   server {{
@@ -64,7 +57,8 @@ http {{
     }}
   }}
 }}
-"""  # noqa: E501
+"""
+)  # noqa: E501
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 from common import (
+    NGINX_HEAD,
     WRK_LUA,
     Sample,
     free_port,
@@ -57,16 +58,9 @@ SECTION = "## HTTPS and signed URLs: surge origin vs nginx"
 KEY = "bench-signing-key-0123456789"
 WAITING = frozenset(("epoll_pwait", "epoll_wait", "PyThread_acquire_lock_timed"))
 PY_SPY = str(Path(sys.executable).parent / "py-spy")  # from PyPI, in the same environment
-NGINX_TLS = """worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on; keepalive_requests 1000000;
-  types {{ application/vnd.apple.mpegurl m3u8; video/mp4 mp4; video/iso.segment m4s; }}
-  default_type application/octet-stream;
-  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp; fastcgi_temp_path {prefix}/tmp;
+NGINX_TLS = (
+    NGINX_HEAD
+    + """  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp; fastcgi_temp_path {prefix}/tmp;
   uwsgi_temp_path {prefix}/tmp; scgi_temp_path {prefix}/tmp;
   server {{
     listen 127.0.0.1:{port} ssl;
@@ -78,7 +72,8 @@ http {{
     }}
   }}
 }}
-"""  # noqa: E501
+"""
+)  # noqa: E501
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
