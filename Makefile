@@ -48,7 +48,7 @@ bench-edge: setup
 	$(BIN)/python bench/edge/run.py
 
 bench-flashcrowd: setup
-	$(BIN)/python bench/flashcrowd/run.py
+	$(BIN)/python bench/flashcrowd/run.py $(ARGS)
 
 bench-loadtest: setup
 	$(BIN)/python bench/loadtest/run.py

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import DEVNULL
@@ -231,18 +232,24 @@ def _cmdline(pid: int) -> bytes:
 def package(data: Path, work: Path, duration: float) -> dict[str, str]:
     """Two titles of the same synthetic source, packaged by a `surge origin` on this data dir."""
     source = make_sample(work / "source.mp4", width=320, height=180, duration=duration)
+    return upload(data, work, {"hot": source, "calm": source}, [str(SURGE)], os.environ)
+
+
+def upload(data: Path, work: Path, sources: dict[str, Path], surge: list[str],
+           environ: Mapping[str, str]) -> dict[str, str]:  # fmt: skip
+    """Each source uploaded as a title (by name) to a `surge origin` on this data dir: their ids."""
     log = work / "package.log"
-    env = os.environ | {"SURGE_ADMIN_TOKEN": TOKEN}
+    env = {**environ, "SURGE_ADMIN_TOKEN": TOKEN}
     with log.open("ab") as out:
-        argv = [str(SURGE), "origin", "--data", str(data), "--port", "0", "--preset", "ultrafast"]
+        argv = [*surge, "origin", "--data", str(data), "--port", "0", "--preset", "ultrafast"]
         proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, env=env)
     try:
-        origin = listening(log, {"server"}, proc, 30)["server"]
+        origin = listening(log, {"origin"}, proc, 30)["origin"]
         titles = {}
-        for name in ("hot", "calm"):
+        for name, source in sources.items():
             done = subprocess.run(
-                [str(SURGE), "upload", str(source), "--server", origin, "--name", name, "--wait", "--quiet"],
-                capture_output=True, text=True, timeout=300, env=env, check=False,
+                [*surge, "upload", str(source), "--server", origin, "--name", name, "--wait", "--quiet"],
+                capture_output=True, text=True, timeout=600, env=env, check=False,
             )  # fmt: skip
             if done.returncode != 0:
                 sys.exit(f"upload failed: {done.stdout}{done.stderr}")
@@ -655,6 +662,11 @@ def fmt_s(value: float | None) -> str:
 
 
 def main() -> None:
+    if any(arg == "--hosts" or arg.startswith("--hosts=") for arg in sys.argv[1:]):
+        from on_hosts import main as on_hosts  # the same crowd, edges on emulated machines
+
+        on_hosts(sys.argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--base-players", type=int, default=12, help="background players on a calm title (default 12)")

@@ -43,9 +43,7 @@ sys.exit(main(sys.argv[1:]))"""
 # Exact totals as one JSON line (wrk's own Transfer/sec has two decimals).
 EXPOSED = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Age, Content-Encoding"
 CORS = f'add_header Access-Control-Allow-Origin "*"; add_header Access-Control-Expose-Headers "{EXPOSED}";'
-NGINX_CONF = (
-    NGINX_HEAD
-    + """  gzip off; gzip_static on;  # like surge: the packaged .gz to clients that accept gzip, no compression
+NGINX_CONF = NGINX_HEAD + """  gzip off; gzip_static on;  # like surge: the packaged .gz to clients that accept gzip, no compression
   client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp; fastcgi_temp_path {prefix}/tmp;
   uwsgi_temp_path {prefix}/tmp; scgi_temp_path {prefix}/tmp;
   server {{
@@ -57,8 +55,7 @@ NGINX_CONF = (
     }}
   }}
 }}
-"""
-)  # noqa: E501
+"""  # noqa: E501  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,7 @@ SECTION = "## HTTPS and signed URLs: surge origin vs nginx"
 KEY = "bench-signing-key-0123456789"
 WAITING = frozenset(("epoll_pwait", "epoll_wait", "PyThread_acquire_lock_timed"))
 PY_SPY = str(Path(sys.executable).parent / "py-spy")  # from PyPI, in the same environment
-NGINX_TLS = (
-    NGINX_HEAD
-    + """  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp; fastcgi_temp_path {prefix}/tmp;
+NGINX_TLS = NGINX_HEAD + """  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp; fastcgi_temp_path {prefix}/tmp;
   uwsgi_temp_path {prefix}/tmp; scgi_temp_path {prefix}/tmp;
   server {{
     listen 127.0.0.1:{port} ssl;
@@ -72,8 +70,7 @@ NGINX_TLS = (
     }}
   }}
 }}
-"""
-)  # noqa: E501
+"""  # noqa: E501  # fmt: skip
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:

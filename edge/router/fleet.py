@@ -416,7 +416,7 @@ class Fleet:
                 objects += [directory + s.uri for s in media.segments[: self.config.warm_segments]]
             await asyncio.gather(*(fetch(uri) for uri in objects))
         except (aiohttp.ClientError, TimeoutError, SurgeError, UnicodeDecodeError) as err:
-            self.event("warming incomplete", edge.handle.id, error=str(err))
+            self.event("warming incomplete", edge.handle.id, error=str(err) or repr(err))
         return fetched
 
     def _remove_dead(self, edge: FleetEdge, why: str) -> None:

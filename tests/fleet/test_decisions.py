@@ -44,6 +44,7 @@ class ScriptedEdges:
     frozen: set[str] = field(default_factory=set)
     dead: set[str] = field(default_factory=set)
     rps: dict[str, float] = field(default_factory=dict)  # per edge, all on title "hot"
+    stall_titles: bool = False  # media requests (a new edge's warming) never answered
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     placed: int = 0
@@ -88,8 +89,14 @@ async def scripted() -> AsyncIterator[ScriptedEdges]:
         titles = {"hot": TitleRates(rps_1s=backend.rps.get(edge, 0.0), rps_10s=backend.rps.get(edge, 0.0))}
         return web.json_response(EdgeReport(id=edge, titles=titles).to_json())
 
+    async def media(request: web.Request) -> web.Response:
+        if backend.stall_titles:
+            await asyncio.Event().wait()
+        raise web.HTTPNotFound()
+
     app = web.Application()
     app.router.add_get("/{edge}/stats", stats)
+    app.router.add_get("/{edge}/titles/{path:.*}", media)
     runner, url = await serve_locally(app, shutdown_timeout=0.2)  # frozen answers never finish
     backend.base = url
     yield backend
@@ -198,5 +205,26 @@ async def test_a_request_that_never_got_a_machine_is_given_up_first(scripted: Sc
         assert list(fleet.edges) == ["edge-1"]
         assert [e["kind"] for e in fleet.events].count("edge cancelled") == 1
         assert "edge-2" in scripted.stopped and "edge draining" not in [e["kind"] for e in fleet.events]
+    finally:
+        await fleet.stop()
+
+
+async def test_a_warming_that_times_out_is_reported_with_its_cause_and_the_edge_serves(
+    scripted: ScriptedEdges,
+) -> None:
+    # A new edge warms from its parent; a parent whose card a crowd saturates answers too late.
+    fleet = Fleet(config(1, 2), scripted, clock=ShiftedClock())
+    await fleet.start()
+    try:
+        await fleet.tick()
+        scripted.rps["edge-1"] = 150.0  # wants two edges
+        scripted.stall_titles = True
+        await fleet.tick()
+        deadline = time.monotonic() + 10
+        while fleet.edges.get("edge-2") is None or fleet.edges["edge-2"].state is not EdgeState.ACTIVE:
+            assert time.monotonic() < deadline, fleet.events
+            await asyncio.sleep(0.05)
+        [warming] = [e for e in fleet.events if e["kind"] == "warming incomplete"]
+        assert warming["edge"] == "edge-2" and warming["error"] == "TimeoutError()", warming
     finally:
         await fleet.stop()
