@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -87,6 +87,9 @@ class FleetConfig:
     poll_timeout: float = 0.8
     health_timeout: float = 2.0  # an edge silent this long is dead
     warm_segments: int = 2  # per rendition, filled into a new edge before it takes traffic
+    # Warming fills from a parent a crowd may be saturating: past this bound the edge takes traffic anyway
+    # (the fills it started go on; a client leaving never cancels a fill).
+    warm_timeout: float = 2.0
     drain_timeout: float = 60.0
     start_wait: float = 30.0  # for the first edges to listen before the router takes players
     placement_wait: float = 2.0  # ... and for a machine to be chosen for them
@@ -404,20 +407,25 @@ class Fleet:
                 return body
 
         try:
-            master = parse_master((await fetch("master.m3u8")).decode())
-            uris = [v.uri for v in master.variants] + [a.uri for a in master.audio if a.uri]
-            playlists = await asyncio.gather(*(fetch(uri) for uri in uris))
-            objects = []
-            for uri, text in zip(uris, playlists, strict=True):
-                media = parse_media(text.decode())
-                directory = uri.rsplit("/", 1)[0] + "/" if "/" in uri else ""
-                if media.map_uri:
-                    objects.append(directory + media.map_uri)
-                objects += [directory + s.uri for s in media.segments[: self.config.warm_segments]]
-            await asyncio.gather(*(fetch(uri) for uri in objects))
+            async with asyncio.timeout(self.config.warm_timeout):
+                await self._warm_objects(fetch)
         except (aiohttp.ClientError, TimeoutError, SurgeError, UnicodeDecodeError) as err:
             self.event("warming incomplete", edge.handle.id, error=str(err) or repr(err))
         return fetched
+
+    async def _warm_objects(self, fetch: Callable[[str], Awaitable[bytes]]) -> None:
+        """The master, every media playlist, and each rendition's init and first segments."""
+        master = parse_master((await fetch("master.m3u8")).decode())
+        uris = [v.uri for v in master.variants] + [a.uri for a in master.audio if a.uri]
+        playlists = await asyncio.gather(*(fetch(uri) for uri in uris))
+        objects = []
+        for uri, text in zip(uris, playlists, strict=True):
+            media = parse_media(text.decode())
+            directory = uri.rsplit("/", 1)[0] + "/" if "/" in uri else ""
+            if media.map_uri:
+                objects.append(directory + media.map_uri)
+            objects += [directory + s.uri for s in media.segments[: self.config.warm_segments]]
+        await asyncio.gather(*(fetch(uri) for uri in objects))
 
     def _remove_dead(self, edge: FleetEdge, why: str) -> None:
         del self.edges[edge.handle.id]

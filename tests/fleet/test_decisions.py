@@ -9,6 +9,7 @@ exited), or left without a machine (``start`` never gets past placement, as a Ra
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -226,5 +227,25 @@ async def test_a_warming_that_times_out_is_reported_with_its_cause_and_the_edge_
             await asyncio.sleep(0.05)
         [warming] = [e for e in fleet.events if e["kind"] == "warming incomplete"]
         assert warming["edge"] == "edge-2" and warming["error"] == "TimeoutError()", warming
+    finally:
+        await fleet.stop()
+
+
+async def test_warming_is_bounded_as_a_whole(scripted: ScriptedEdges) -> None:
+    # Each warming request may wait 20 s (4 x poll_timeout) on a saturated parent; the whole warming
+    # gives up after warm_timeout and the edge takes traffic, its fills going on in the background.
+    slow_parent = dataclasses.replace(config(1, 2), poll_timeout=5.0, warm_timeout=0.2)
+    fleet = Fleet(slow_parent, scripted, clock=ShiftedClock())
+    await fleet.start()
+    try:
+        await fleet.tick()
+        scripted.rps["edge-1"] = 150.0
+        scripted.stall_titles = True
+        await fleet.tick()
+        deadline = time.monotonic() + 5  # far below one warming request's own 20 s bound
+        while fleet.edges.get("edge-2") is None or fleet.edges["edge-2"].state is not EdgeState.ACTIVE:
+            assert time.monotonic() < deadline, fleet.events
+            await asyncio.sleep(0.05)
+        assert [e["kind"] for e in fleet.events].count("warming incomplete") == 1
     finally:
         await fleet.stop()
