@@ -192,6 +192,7 @@ def run_variant(
         def launch(host: Host, name: str, title: str, options: list[str]) -> Path:
             report = work / f"{key}-{name}.json"
             output = work / f"{key}-{name}.log"
+            options = [*options, *shlex.split(args.viewer_options)]
             running.append(loadtest(host, output, report, master.format(titles[title]), options, env))
             return report
 
@@ -727,6 +728,12 @@ def main(argv: list[str]) -> None:
     add("--ramp", type=float, default=10.0, help="seconds over which the crowd arrives (default 10)")
     add("--duration", type=float, default=75.0, help="seconds the crowd's load tests last (default 75)")
     add("--title-duration", type=float, default=120.0, help="seconds of the crowd title (default 120)")
+    add(
+        "--viewer-options",
+        default="",
+        help="more `surge loadtest` options for every viewer, e.g. "
+        "'--abr-set maxBufferSize=1' (a 30 s buffer goal instead of hls.js's 60 MB one)",
+    )
     add("--only", choices=("autoscaled", "single"), help="run one variant")
     add("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
