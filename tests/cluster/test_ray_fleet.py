@@ -159,10 +159,14 @@ async def test_a_lost_host_is_replaced_on_another_and_players_carry_on(
         players = Players(cluster.player, tmp_path / "loss.json", f"{fleet.url}/titles/{title}/master.m3u8",
                           "--players", "12", "--ramp", "2", "--duration", "24")  # fmt: skip
         await asyncio.sleep(8)
-        # The machine of the edge the players are on.
-        serving = await wait_for_fleet(fleet.url, lambda s: any(e["load_rps"] > 0 for e in s["edges"]), 10,
-                                       "the players' load")  # fmt: skip
-        dead = max(serving["edges"], key=lambda e: e["load_rps"])
+        # The machine of the edge the players are on: the first pathway the fleet steers them to.
+        steer = f"{fleet.url}/steer/{title}.json?session=probe"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(steer) as response,
+        ):
+            preferred = (await response.json())["PATHWAY-PRIORITY"][0]
+        dead = next(e for e in state["edges"] if e["id"] == preferred)
         victim = cluster.host_at(dead["node"])
         await asyncio.to_thread(victim.kill)  # the machine is gone: Ray node, edge, everything
 
