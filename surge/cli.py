@@ -346,12 +346,14 @@ def _fleet_parts(
         scale_in_window=args.scale_in_window,
     )
     config = FleetConfig(origin=origin_url, scaler=scaler)
+    # No loopback URL leaves a fleet that was not told to bind loopback: edges on other machines (Ray) and
+    # players elsewhere could not use it.
+    if is_loopback_url(origin_url) and (args.backend == "ray" or not is_loopback_host(bind_host)):
+        raise InvalidInput(
+            f"the origin's URL {origin_url} is a loopback address, which edges and players on other machines"
+            " cannot reach: give the origin's public URL (surge up: --host ADDR or --public-host NAME)"
+        )
     if args.backend == "ray":
-        if is_loopback_url(origin_url):
-            raise InvalidInput(
-                f"the origin's URL {origin_url} is a loopback address, which edges on other machines cannot"
-                " reach: give the origin a public address (surge up: --host ADDR or --public-host NAME)"
-            )
         try:
             from edge.router.ray_backend import RayEdges
         except ImportError:
@@ -367,15 +369,6 @@ def _fleet_parts(
     return fleet, settings
 
 
-def _public_edges(args: argparse.Namespace, origin_url: str) -> None:
-    """No loopback URL leaves a fleet that was not told to bind loopback."""
-    if args.backend == "local" and not is_loopback_host(args.host) and is_loopback_url(origin_url):
-        raise InvalidInput(
-            f"--origin {origin_url} is a loopback URL but the fleet serves other machines (--host "
-            f"{args.host}): give the origin's public URL"
-        )
-
-
 def cmd_fleet(args: argparse.Namespace) -> int:
     from edge.router.app import make_app
     from service.logs import configure_logging
@@ -383,7 +376,6 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
     configure_logging("fleet", args.log_level)
     origin = validate_base_url(args.origin, "--origin")
-    _public_edges(args, origin)
     public_url = args.public_url and validate_base_url(args.public_url, "--public-url")
     public_host = urlsplit(public_url).hostname if public_url else None
     fleet, settings = _fleet_parts(args, origin, args.host, public_host)

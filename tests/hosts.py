@@ -271,7 +271,7 @@ class RayCluster:
             self.head = subprocess.Popen(
                 [ray, "start", "--head", "--node-ip-address", lab.address, "--port", str(self.port),
                  "--include-dashboard=false", "--ray-client-server-port", str(free_port(lab.address)),
-                 "--temp-dir", str(self.temp_dir / "head"), "--resources", _json(head_resources or {}),
+                 "--temp-dir", str(self.temp_dir / "head"), "--resources", json.dumps(head_resources or {}),
                  *common],
                 stdout=head_log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
             )  # fmt: skip
@@ -286,7 +286,8 @@ class RayCluster:
         # Unix sockets live in the one file system that every namespace shares: a directory per node.
         self.nodes[host.name] = host.popen(
             [self.ray, "start", "--address", self.address, "--node-ip-address", host.address,
-             "--resources", _json(resources), "--temp-dir", str(self.temp_dir / host.name), *self._common],
+             "--resources", json.dumps(resources), "--temp-dir", str(self.temp_dir / host.name),
+             *self._common],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,
         )  # fmt: skip
 
@@ -326,10 +327,6 @@ class RayCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-def _json(value: dict[str, float]) -> str:
-    return json.dumps(value)
 
 
 def _pids_mentioning(text: str) -> list[int]:

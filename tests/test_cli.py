@@ -218,3 +218,14 @@ def test_help_lists_the_commands() -> None:
     done = surge("--help")
     assert done.returncode == 0
     assert "transcode" in done.stdout and "demo" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fleet", "--origin", "http://127.0.0.1:8080", "--host", "0.0.0.0", "--port", "0"],
+        ["fleet", "--origin", "http://localhost:8080", "--port", "0", "--backend", "ray"],
+    ],
+)
+def test_a_loopback_origin_is_refused_where_other_machines_would_get_it(argv: list[str]) -> None:
+    assert_one_line_error(surge(*argv, timeout=60), "is a loopback address, which edges and players")

@@ -236,10 +236,6 @@ class Fleet:
         finally:
             edge.polling = False
 
-    def _counted(self) -> list[FleetEdge]:
-        """Edges that hold (or will hold) a machine: every state, draining included, until stopped."""
-        return list(self.edges.values())
-
     async def tick(self) -> None:
         serving = [e for e in self.edges.values() if e.state is not EdgeState.PENDING]
         # A poll still running from an earlier tick (a frozen edge) is not started again nor waited for.
@@ -339,7 +335,8 @@ class Fleet:
 
     def _request_edge(self, hot_title: str | None, reason: str) -> FleetEdge | None:
         """Counted at once (``pending``); started in the background. None at ``max_edges``."""
-        if len(self._counted()) >= self.config.scaler.max_edges:
+        # Every edge holds (or will hold) a machine until stopped: pending and draining ones count too.
+        if len(self.edges) >= self.config.scaler.max_edges:
             self.event("edge not started", None, reason=f"{reason}; at --max-edges")
             return None
         self._counter += 1

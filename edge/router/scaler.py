@@ -30,12 +30,15 @@ class Capacity:
         if any(v is not None and not v > 0 for v in (self.rps, self.bits_per_s)):
             raise ValueError("an edge capacity must be positive")
 
+    def shares(self, rps: float, bytes_per_s: float) -> tuple[float, float]:
+        """The shares of one edge this load takes: (by requests, by bits); 0 for a measure not limited."""
+        by_requests = rps / self.rps if self.rps else 0.0
+        by_bits = bytes_per_s * 8 / self.bits_per_s if self.bits_per_s else 0.0
+        return by_requests, by_bits
+
     def share(self, rps: float, bytes_per_s: float) -> float:
         """The share of one edge that this load takes, on the measure nearer its limit."""
-        shares = [rps / self.rps if self.rps else 0.0]
-        if self.bits_per_s:
-            shares.append(bytes_per_s * 8 / self.bits_per_s)
-        return max(shares)
+        return max(self.shares(rps, bytes_per_s))
 
     def __str__(self) -> str:
         parts = [f"{self.rps:g}rps"] if self.rps else []
@@ -128,9 +131,7 @@ def edges_wanted(obs: Observation, config: ScalerConfig) -> tuple[int, str]:
     """(edges wanted, the projected demand on the measure that decides it, for humans)."""
     rps = _projected(obs.total_rps, obs.average_rps, config.lead_time)
     bytes_per_s = _projected(obs.total_bytes_per_s, obs.average_bytes_per_s, config.lead_time)
-    cap = config.capacity
-    by_requests = rps / cap.rps if cap.rps else 0.0
-    by_bytes = bytes_per_s * 8 / cap.bits_per_s if cap.bits_per_s else 0.0
+    by_requests, by_bytes = config.capacity.shares(rps, bytes_per_s)
     load = max(by_requests, by_bytes) / config.target_utilization
     wanted = math.ceil(load - 1e-9) if load > 0 else 0
     measure = f"{bytes_per_s * 8 / 1e6:.0f} Mbit/s" if by_bytes > by_requests else f"{rps:.0f} req/s"
