@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +63,9 @@ SETTINGS = web.AppKey("router_settings", RouterSettings)
 async def _origin_master(request: web.Request, title_id: str) -> str:
     """The origin's master playlist, kept a few seconds (it never changes once published)."""
     cache: dict[str, tuple[float, str]] = request.app[MASTERS]
+    clock = request.app[FLEET].clock
     cached = cache.get(title_id)
-    if cached is not None and time.monotonic() - cached[0] < MASTER_CACHE_S:
+    if cached is not None and clock() - cached[0] < MASTER_CACHE_S:
         return cached[1]
     url = f"{request.app[SETTINGS].origin}/titles/{title_id}/master.m3u8"
     try:
@@ -79,12 +79,12 @@ async def _origin_master(request: web.Request, title_id: str) -> str:
         except (aiohttp.ClientError, TimeoutError) as err:
             raise UpstreamError(f"the origin is unreachable: {err.__class__.__name__}") from None
     except UpstreamError as err:
-        if cached is not None and time.monotonic() - cached[0] < MASTER_GRACE_S:
+        if cached is not None and clock() - cached[0] < MASTER_GRACE_S:
             log(logger, "master served stale", logging.WARNING, title=title_id, error=str(err))
             return cached[1]
         raise
     cache.pop(title_id, None)
-    cache[title_id] = (time.monotonic(), text)
+    cache[title_id] = (clock(), text)
     if len(cache) > MASTER_CACHE_TITLES:
         del cache[next(iter(cache))]  # the least recently fetched
     return text

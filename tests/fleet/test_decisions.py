@@ -123,16 +123,25 @@ async def test_a_frozen_edge_is_replaced_alone_and_the_others_keep_serving(scrip
     try:
         await fleet.tick()
         assert [e.state for e in fleet.edges.values()] == [EdgeState.ACTIVE, EdgeState.ACTIVE]
+        healthy = {e["id"]: e["health"]["verdict"] for e in fleet.snapshot()["edges"]}
+        assert healthy == {"edge-1": "healthy", "edge-2": "healthy"}
         scripted.frozen.add("edge-1")
+        verdicts = []
         for _ in range(6):  # 3 s of fleet time, a tick every half second
             clock.advance(0.5)
             await fleet.tick()
             await settle(fleet)
+            shown = {e["id"]: e["health"] for e in fleet.snapshot()["edges"]}
+            verdicts.append(shown["edge-1"]["verdict"] if "edge-1" in shown else None)
+            assert shown["edge-2"]["verdict"] == "healthy"
+        # Late once past half the health timeout, dead past all of it, then gone.
+        assert verdicts[0] == "late" and verdicts[-1] is None, verdicts
         assert "edge-1" not in fleet.edges and "edge-2" in fleet.edges  # the answering edge is untouched
         assert scripted.stopped == ["edge-1"]
         assert scripted.started == ["edge-1", "edge-2", "edge-3"]  # one death, one replacement
         died = [e for e in fleet.events if e["kind"] == "edge died"]
         assert [(e["edge"], e["why"]) for e in died] == [("edge-1", "silent")]
+        assert died[0]["reason"].startswith("no answer to /stats for "), died
     finally:
         await fleet.stop()
 
