@@ -7,7 +7,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -106,6 +106,7 @@ class Upstreams:
     errors: dict[str, int] = field(default_factory=lambda: {"origin": 0, "parent": 0})
     errors_by_url: collections.Counter[str] = field(default_factory=collections.Counter)
     fill_errors: int = 0
+    clock: Callable[[], float] = time.monotonic  # dates the circuit breakers' cooldowns
     _session: aiohttp.ClientSession | None = None
     _next: int = 0
 
@@ -125,7 +126,7 @@ class Upstreams:
     def _failed(self, url: str, error: str) -> None:
         self.errors_by_url[url] += 1
         self.errors[self._kind(url)] += 1
-        if self.breakers[url].failed(time.monotonic()):
+        if self.breakers[url].failed(self.clock()):
             log(logger, "upstream failing", logging.WARNING, upstream=url, error=error)
 
     def _succeeded(self, url: str) -> None:
@@ -153,7 +154,7 @@ class Upstreams:
         self._next += 1
         errors = []
         timed_out = False
-        for url in upstream_order(self.urls, self.breakers, time.monotonic(), self._next, self.parent):
+        for url in upstream_order(self.urls, self.breakers, self.clock(), self._next, self.parent):
             try:
                 response = await self._session.get(url + path, headers=headers, allow_redirects=False)
             except TimeoutError:

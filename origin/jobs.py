@@ -161,13 +161,13 @@ class JobQueue:
             await self.store.update(record.id, status=Status.READY, progress=1.0, duration=info.duration)
             return
         log(logger, "packaging", title=record.id, attempt=record.attempts)
-        started = time.monotonic()
+        started = self.clock()
         last_persist = [0.0]
 
         def on_progress(fraction: float) -> None:
             self._progress[record.id] = fraction
-            if time.monotonic() - last_persist[0] >= PROGRESS_PERSIST_INTERVAL_S:
-                last_persist[0] = time.monotonic()
+            if self.clock() - last_persist[0] >= PROGRESS_PERSIST_INTERVAL_S:
+                last_persist[0] = self.clock()
                 task = asyncio.create_task(self._persist_progress(record.id, fraction))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
@@ -217,7 +217,7 @@ class JobQueue:
             self._running.pop(record.id, None)
             self._progress.pop(record.id, None)
         await self.store.update(record.id, status=Status.READY, progress=1.0, duration=info.duration)
-        log(logger, "packaged", title=record.id, seconds=round(time.monotonic() - started, 2))
+        log(logger, "packaged", title=record.id, seconds=round(self.clock() - started, 2))
 
     async def _persist_progress(self, title_id: str, fraction: float) -> None:
         try:

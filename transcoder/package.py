@@ -12,6 +12,7 @@ import gzip
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,15 @@ def _check_segments(name: str, playlist: MediaPlaylist, plan: PackagePlan) -> No
         )
 
 
-def finish_title(staging: Path, plan: PackagePlan, title_id: str, name: str) -> TitleInfo:
-    """Write media, I-frame and master playlists and title.json from what ffmpeg really produced."""
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def finish_title(
+    staging: Path, plan: PackagePlan, title_id: str, name: str, created: dt.datetime
+) -> TitleInfo:
+    """Write media, I-frame and master playlists and title.json from what ffmpeg really produced;
+    ``created`` (an aware time) is the title's creation date."""
     measured_videos = []
     rendition_infos = []
     video_durations = []
@@ -155,7 +163,7 @@ def finish_title(staging: Path, plan: PackagePlan, title_id: str, name: str) -> 
         id=title_id,
         name=name,
         duration=round(video_duration, 3),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created=created.astimezone(dt.UTC).isoformat(timespec="seconds"),
         renditions=tuple(rendition_infos),
         audio=audio_info,
         segment_duration=plan.segment_duration,
@@ -249,8 +257,10 @@ async def package_title(
     staging_root: Path | None = None,
     replace: bool = False,
     on_progress: ProgressCallback | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
 ) -> TitleInfo:
-    """Package ``source`` into ``destination``; on any failure or cancellation nothing is left behind."""
+    """Package ``source`` into ``destination``; on any failure or cancellation nothing is left behind.
+    ``clock`` dates the title (``created`` in title.json)."""
     config = config or PackageConfig()
     await asyncio.to_thread(_check_destination, destination, replace)
     facts = await asyncio.to_thread(probe_source, source)
@@ -260,7 +270,7 @@ async def package_title(
     staging = await asyncio.to_thread(_make_staging, plan, destination, staging_root or destination.parent)
     try:
         await run_ffmpeg(build_command(plan, staging), plan.duration, on_progress, config.stall_timeout)
-        info = await asyncio.to_thread(finish_title, staging, plan, title_id, title_name)
+        info = await asyncio.to_thread(finish_title, staging, plan, title_id, title_name, clock())
         await asyncio.to_thread(publish, staging, destination, replace=replace)
     except BaseException as error:
         # A full disk shows up as whatever broke first (ffmpeg exits 0 with a cut playlist, or a write

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import subprocess
 from pathlib import Path
 
@@ -25,6 +27,14 @@ def package(source: Path, out: Path, config: PackageConfig = FAST, **options: ob
 
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if ".staging-" in p.name or ".old-" in p.name)
+
+
+def test_the_title_is_dated_by_the_given_clock(make_source: MakeSource, tmp_path: Path) -> None:
+    source = make_source("dated.mp4", width=320, height=240, duration=2)
+    paris = dt.timezone(dt.timedelta(hours=1))
+    package(source, tmp_path / "title", clock=lambda: dt.datetime(2026, 3, 1, 13, 30, 5, 900, tzinfo=paris))
+    created = json.loads((tmp_path / "title" / "title.json").read_text())["created"]
+    assert created == "2026-03-01T12:30:05+00:00"  # in UTC, to the second
 
 
 @pytest.mark.parametrize(
