@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,10 +15,11 @@ from edge.config import EdgeConfig
 from edge.metrics import CacheStatus, EdgeMetrics, cache_status
 from edge.policy import is_storable
 from edge.proxy import Edge, validate_path
-from edge.purge import USAGE, parse_purge
+from edge.purge import PURGE_DISABLED, USAGE, parse_purge
 from edge.stats import EdgeReport
 from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE
+from service.auth import TOKEN_ENV, check_bearer
 from service.cors import preflight_handler
 from service.front import FAST_PATH, Answer, SimpleRequest
 from service.http import (
@@ -37,31 +37,10 @@ EDGE = web.AppKey("edge", Edge)
 CACHE_METRICS = web.AppKey("cache_metrics", EdgeMetrics)
 READY_PROBE_TIMEOUT = 1.0
 STARTED = web.AppKey("started", float)
-TOKEN_ENV = "SURGE_ADMIN_TOKEN"
-
-
-class Forbidden(SurgeError):
-    status = 403
-
-
-class Unauthorized(SurgeError):
-    status = 401
-    headers = {"WWW-Authenticate": 'Bearer realm="surge edge"'}  # noqa: RUF012
 
 
 def check_admin(request: web.Request, config: EdgeConfig) -> None:
-    check_admin_token(request, config.admin_token or os.environ.get(TOKEN_ENV))
-
-
-def check_admin_token(request: web.Request, token: str | None) -> None:
-    """401 without a bearer token, 403 with a wrong one (constant-time compare) or when none is set."""
-    if not token:
-        raise Forbidden(f"purging is disabled: start the server with {TOKEN_ENV} or --admin-token")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("missing admin token: send Authorization: Bearer <token>")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Forbidden("wrong admin token")
+    check_bearer(request, config.admin_token or os.environ.get(TOKEN_ENV), PURGE_DISABLED)
 
 
 async def deliver(request: web.Request) -> web.StreamResponse:

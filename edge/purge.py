@@ -11,7 +11,9 @@ from typing import Any
 
 from edge.proxy import is_delivery_path
 from media.errors import InvalidInput
+from service.auth import TOKEN_ENV
 
+PURGE_DISABLED = f"purging is disabled: start the server with {TOKEN_ENV} or --admin-token"
 USAGE = '{"paths": ["/titles/<id>/..."]} or {"prefix": "/titles/<id>/"}'
 
 

@@ -26,12 +26,12 @@ from media.ids import new_title_id, validate_title_id
 from media.layout import is_safe_component
 from media.probe import probe_source
 from media.signing import Grant, make_token, signed_path
-from origin.auth import check_bearer
 from origin.delivery import PUBLISHED
 from origin.fleet import FLEET_LINK
 from origin.jobs import disk_free, remove_title_files
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN, TOKENS
 from origin.store import TitleRecord
+from service.auth import check_bearer
 from transcoder.package import out_of_space
 
 CHUNK = 1024 * 1024

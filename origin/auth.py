@@ -1,26 +1,15 @@
-"""The admin token: from SURGE_ADMIN_TOKEN, else generated once into DATA/admin.token (mode 0600)."""
+"""The origin's admin token: from SURGE_ADMIN_TOKEN, else generated once into DATA/admin.token (mode
+0600). Requests are checked by ``service.auth.check_bearer``, as on every server."""
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 from pathlib import Path
 
-from aiohttp import web
+from service.auth import TOKEN_ENV
 
-from media.errors import SurgeError
-
-TOKEN_ENV = "SURGE_ADMIN_TOKEN"
-
-
-class Unauthorized(SurgeError):
-    status = 401
-    headers = {"WWW-Authenticate": 'Bearer realm="surge admin"'}  # noqa: RUF012
-
-
-class Forbidden(SurgeError):
-    status = 403
+__all__ = ["TOKEN_ENV", "load_or_create_token"]  # TOKEN_ENV: where the token may come from
 
 
 def load_or_create_token(path: Path, configured: str | None = None) -> tuple[str, str]:
@@ -42,13 +31,3 @@ def load_or_create_token(path: Path, configured: str | None = None) -> tuple[str
         handle.write(token + "\n")
     partial.rename(path)
     return token, str(path)
-
-
-def check_bearer(request: web.Request, token: str) -> None:
-    """401 without credentials, 403 with wrong ones; compared in constant time."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise Unauthorized("missing admin token: send Authorization: Bearer <token>")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Forbidden("wrong admin token")

@@ -20,9 +20,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
-from edge.app import check_admin_token
+from edge.purge import PURGE_DISABLED, parse_purge
 from edge.purge import USAGE as PURGE_USAGE
-from edge.purge import parse_purge
 from edge.router.discovery import Target, target_groups
 from edge.router.fleet import Fleet
 from edge.router.purge import purge_fleet, purge_report
@@ -30,6 +29,7 @@ from edge.router.steering import master_for_edges, session_priority, steering_ma
 from media.errors import InvalidInput, NotFound, SurgeError
 from media.hls import parse_master, render_master
 from media.ids import validate_title_id
+from service.auth import check_bearer
 from service.cors import preflight_handler
 from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
 from service.logs import log
@@ -130,7 +130,7 @@ async def steer(request: web.Request) -> web.Response:
 async def purge(request: web.Request) -> web.Response:
     """``POST /admin/purge`` (the edge's body: paths and/or a prefix) on every edge; a report per edge."""
     token = request.app[SETTINGS].admin_token
-    check_admin_token(request, token)
+    check_bearer(request, token, PURGE_DISABLED)
     assert token is not None
     try:
         wanted = parse_purge(await request.json())
