@@ -14,11 +14,11 @@ from prometheus_client.registry import Collector
 from edge.config import EdgeConfig
 from edge.metrics import CacheStatus, EdgeMetrics, cache_status
 from edge.policy import is_storable
-from edge.proxy import Edge, validate_path
+from edge.proxy import Edge
 from edge.purge import PURGE_DISABLED, USAGE, parse_purge
 from edge.stats import EdgeReport
 from media.errors import InvalidInput, SurgeError
-from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE
+from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE, validate_delivery_path
 from service.auth import TOKEN_ENV, check_bearer
 from service.cors import preflight_handler
 from service.front import FAST_PATH, Answer, SimpleRequest
@@ -73,10 +73,10 @@ async def purge(request: web.Request) -> web.Response:
     check_admin(request, edge.config)
     path = request.path
     if path.endswith("/"):
-        validate_path(path + "x")
+        validate_delivery_path(path + "x")
         count = await edge.purge_prefix(path)
     else:
-        validate_path(path)
+        validate_delivery_path(path)
         count = int(await edge.purge(path))
     return web.json_response({"purged": count}, status=200 if count else 404)
 

@@ -34,10 +34,9 @@ from edge.singleflight import Fill, SingleFlight, UpstreamFailed
 from edge.stats import TitleStats
 from edge.store import CachedObject, DiskEntry, DiskTier, MemoryLRU
 from edge.upstream import Upstreams
-from media.errors import InvalidInput, SurgeError
+from media.errors import SurgeError
 from media.hls import parse_media
-from media.ids import is_title_id
-from media.layout import delivery_route, is_safe_component
+from media.layout import delivery_route, is_delivery_path, validate_delivery_path
 from media.signing import PREFIX, Grant, Refusal, TokenChecker, make_token, signed_path
 from service.front import Answer, SimpleRequest, date_line, render_head
 from service.logs import log
@@ -70,19 +69,6 @@ def title_of(path: str) -> str:
 # Requests whose answer depends on more than the stored object: answered by ``Edge.handle``.
 _CONDITIONS = (b"if-none-match", b"if-modified-since")
 _CONDITION_NAMES = frozenset(_CONDITIONS)
-
-
-def is_delivery_path(path: str) -> bool:
-    """``/titles/<id>/master.m3u8`` or ``/titles/<id>/<rendition>/<file>``, every component safe."""
-    parts = path.split("/")
-    if len(parts) not in (4, 5) or parts[1] != "titles" or not is_title_id(parts[2]):
-        return False
-    return all(is_safe_component(part) for part in parts[3:])
-
-
-def validate_path(path: str) -> None:
-    if not is_delivery_path(path):
-        raise InvalidInput("invalid path")
 
 
 class Edge:
@@ -344,7 +330,7 @@ class Edge:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         now = self.clock()
         path = self.tokens.allowed_path(request.path, request.remote or "", now)
-        validate_path(path)
+        validate_delivery_path(path)
         obj = await self.lookup(path)
         if obj is not None:
             reuse = decide(obj.freshness, now)

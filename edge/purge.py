@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edge.proxy import is_delivery_path
 from media.errors import InvalidInput
+from media.layout import is_delivery_path
 from service.auth import TOKEN_ENV
 
 PURGE_DISABLED = f"purging is disabled: start the server with {TOKEN_ENV} or --admin-token"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from media.errors import InvalidInput, NotFound
-from media.ids import validate_title_id
+from media.ids import is_title_id, validate_title_id
 
 # One path component of a published file: rendition names and file names such as seg_00001.m4s.
 _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -29,6 +29,54 @@ def delivery_route(path: str) -> str:
 
 def is_safe_component(text: str) -> bool:
     return _COMPONENT.fullmatch(text) is not None and ".." not in text
+
+
+@dataclass(frozen=True)
+class DeliveryPath:
+    """A checked ``/titles/<id>/master.m3u8`` or ``/titles/<id>/<rendition>/<file>``."""
+
+    title_id: str
+    components: tuple[str, ...]  # (file,) beside the master, or (rendition, file)
+
+    @property
+    def path(self) -> str:
+        return "/".join(("", "titles", self.title_id, *self.components))
+
+
+def delivery_path(title_id: str, *components: str) -> DeliveryPath | None:
+    """The one check of a delivery path's parts (origin, edge and fleet): a title id, then one or two
+    plain names; None when any part is not."""
+    if not is_title_id(title_id) or len(components) not in (1, 2):
+        return None
+    if not all(is_safe_component(component) for component in components):
+        return None
+    return DeliveryPath(title_id, components)
+
+
+def parse_delivery_path(path: str) -> DeliveryPath | None:
+    """``/titles/<id>/...`` checked by ``delivery_path``; None for anything else."""
+    parts = path.split("/")
+    if len(parts) < 4 or parts[0] or parts[1] != "titles":
+        return None
+    return delivery_path(parts[2], *parts[3:])
+
+
+def is_delivery_path(path: str) -> bool:
+    return parse_delivery_path(path) is not None
+
+
+def validate_delivery_path(path: str) -> DeliveryPath:
+    checked = parse_delivery_path(path)
+    if checked is None:
+        raise InvalidInput("invalid path")
+    return checked
+
+
+def validate_delivery_parts(title_id: str, *components: str) -> DeliveryPath:
+    checked = delivery_path(title_id, *components)
+    if checked is None:
+        raise InvalidInput("invalid path")
+    return checked
 
 
 def safe_join(root: Path, *components: str) -> Path:

@@ -19,9 +19,15 @@ from pathlib import Path
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from media.errors import InvalidInput, NotFound
-from media.ids import is_title_id
-from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE, Library, delivery_route, is_safe_component
+from media.errors import NotFound
+from media.layout import (
+    FILE_ROUTE,
+    MASTER_ROUTE,
+    SIGNED_ROUTE,
+    Library,
+    delivery_route,
+    validate_delivery_parts,
+)
 from media.signing import PREFIX, Refusal, TokenChecker
 from origin.cache_headers import delivery_headers
 from origin.keys import CONFIG, LIBRARY, STORE, TOKENS
@@ -78,8 +84,7 @@ class PublishedFiles:
         if known is not None:
             return known
         title_id = key[0]
-        if not is_title_id(title_id) or not all(is_safe_component(c) for c in components):
-            raise InvalidInput("invalid path")
+        validate_delivery_parts(title_id, *components)
         config = request.app[CONFIG]
         headers = delivery_headers(components[-1], config.playlist_max_age)
         if headers is None:

@@ -19,6 +19,7 @@ from edge.router.decide import EdgeState, FleetEdge, edge_number, next_edge_id
 from edge.router.observe import Observer
 from media.errors import SurgeError
 from media.hls import parse_master, parse_media
+from media.layout import validate_delivery_parts
 from service.tasks import BackgroundTasks
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ class Actuator:
 
         async def fetch(uri: str) -> bytes:
             nonlocal fetched
+            validate_delivery_parts(title, *uri.split("/"))  # only files of this title, whatever it lists
             async with session.get(base + uri) as response:
                 body = await response.read()
                 fetched += response.status == 200

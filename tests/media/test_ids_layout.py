@@ -4,7 +4,16 @@ import pytest
 
 from media.errors import InvalidInput, NotFound
 from media.ids import is_title_id, new_title_id, slugify, validate_title_id
-from media.layout import Library, is_safe_component, safe_join
+from media.layout import (
+    Library,
+    delivery_path,
+    is_delivery_path,
+    is_safe_component,
+    parse_delivery_path,
+    safe_join,
+    validate_delivery_parts,
+    validate_delivery_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +107,63 @@ def test_library_paths(tmp_path: Path) -> None:
         library.title_dir("../../etc")
     with pytest.raises(InvalidInput):
         library.title_file("abc-123", "..", "..", "admin.token")
+
+
+@pytest.mark.parametrize(
+    ("path", "parts"),
+    [
+        ("/titles/abc/master.m3u8", ("abc", ("master.m3u8",))),
+        ("/titles/my-show-x1y2z3/720p/seg_00001.m4s", ("my-show-x1y2z3", ("720p", "seg_00001.m4s"))),
+        ("/titles/abc/audio-en/init.mp4", ("abc", ("audio-en", "init.mp4"))),
+        ("/titles/abc/720p/iframes.m3u8", ("abc", ("720p", "iframes.m3u8"))),
+        ("/titles/" + "a" * 64 + "/master.m3u8", ("a" * 64, ("master.m3u8",))),
+    ],
+)
+def test_delivery_paths_accepted(path: str, parts: tuple[str, tuple[str, ...]]) -> None:
+    checked = validate_delivery_path(path)
+    assert (checked.title_id, checked.components) == parts and checked.path == path
+    assert validate_delivery_parts(parts[0], *parts[1]) == checked and is_delivery_path(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "/",
+        "/titles",
+        "/titles/",
+        "/titles/abc",
+        "/titles/abc/",  # no file
+        "titles/abc/master.m3u8",  # not absolute
+        "/title/abc/master.m3u8",
+        "/titles/ab/master.m3u8",  # id too short
+        "/titles/" + "a" * 65 + "/master.m3u8",  # id too long
+        "/titles/ABC/master.m3u8",  # ids are lower case
+        "/titles/-abc/master.m3u8",
+        "/titles/abc/../master.m3u8",
+        "/titles/abc/720p/../../x",
+        "/titles/abc/720p/..m4s",
+        "/titles/abc/.hidden",
+        "/titles/abc/720p/seg 1.m4s",
+        "/titles/abc/720p/seg%2F1.m4s",
+        "/titles/abc//seg_1.m4s",  # empty rendition
+        "/titles/abc/720p/extra/seg_1.m4s",  # too deep
+        "/titles/abc/720p/seg_1.m4s/",
+        "/titles/abc/720p/seg_1.m4s\x00",
+        "/titles/abc/720p/" + "s" * 129,
+    ],
+)
+def test_delivery_paths_refused(path: str) -> None:
+    assert parse_delivery_path(path) is None and not is_delivery_path(path)
+    with pytest.raises(InvalidInput, match=r"^invalid path$"):
+        validate_delivery_path(path)
+
+
+@pytest.mark.parametrize(
+    ("title_id", "components"),
+    [("abc", ()), ("abc", ("a", "b", "c")), ("a/b", ("master.m3u8",)), ("abc", ("..",)), ("abc", ("",))],
+)
+def test_delivery_parts_refused(title_id: str, components: tuple[str, ...]) -> None:
+    assert delivery_path(title_id, *components) is None
+    with pytest.raises(InvalidInput):
+        validate_delivery_parts(title_id, *components)
