@@ -41,6 +41,7 @@ from media.signing import PREFIX, Grant, Refusal, TokenChecker, make_token, sign
 from service.front import Answer, SimpleRequest, date_line, render_head
 from service.logs import log
 from service.ranges import Part, RangeAnswer, Unsatisfiable, Whole, byte_range, if_range_holds
+from service.tasks import BackgroundTasks
 
 logger = logging.getLogger("surge.edge")
 Clock = Callable[[], float]
@@ -92,7 +93,7 @@ class Edge:
         self.tokens = TokenChecker(config.signing_keys)
         self.via = f"1.1 {config.edge_id}"
         self.next_after: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(logger, "disk write")
         self.upstream_fetches = 0
         self.stale_on_error = 0  # stale answers given because upstreams failed
 
@@ -118,15 +119,11 @@ class Edge:
 
     async def stop(self) -> None:
         await self.flights.close()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.close()
         await self.upstreams.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(coroutine)
 
     # Cache tiers.
 

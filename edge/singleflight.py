@@ -7,10 +7,14 @@ reading, and the fill carries on for the others (and for the cache).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from media.errors import SurgeError
+from service.tasks import BackgroundTasks
+
+logger = logging.getLogger("surge.edge")
 
 
 class UpstreamFailed(SurgeError):
@@ -100,7 +104,7 @@ FillRunner = Callable[[Fill], Awaitable[None]]
 class SingleFlight:
     def __init__(self) -> None:
         self._fills: dict[str, Fill] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(logger, "fill")
 
     def __len__(self) -> int:
         return len(self._fills)
@@ -115,9 +119,7 @@ class SingleFlight:
             return existing, False
         fill = Fill(key)
         self._fills[key] = fill
-        task = asyncio.create_task(self._run(fill, run), name=f"fill {key}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._run(fill, run), name=f"fill {key}")
         return fill, True
 
     async def _run(self, fill: Fill, run: FillRunner) -> None:
@@ -136,6 +138,4 @@ class SingleFlight:
             self._fills.pop(fill.key, None)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()

@@ -21,10 +21,12 @@ from media.layout import Library
 from media.title import TitleInfo
 from origin.store import Status, TitleRecord, TitleStore
 from service.logs import log
+from service.tasks import BackgroundTasks
 from transcoder.package import TITLE_JSON, package_title
 from transcoder.plan import PackageConfig
 
 logger = logging.getLogger("surge.jobs")
+PROGRESS_WRITE_WAIT_S = 5.0
 PROGRESS_PERSIST_INTERVAL_S = 1.0
 Clock = Callable[[], float]
 
@@ -85,7 +87,7 @@ class JobQueue:
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[TitleInfo]] = {}
         self._progress: dict[str, float] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(logger, "progress write")
 
     @property
     def running(self) -> int:
@@ -118,7 +120,8 @@ class JobQueue:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.wait(within=PROGRESS_WRITE_WAIT_S)  # the last progress writes land
+        await self._background.close()
 
     def wake(self) -> None:
         self._wake.set()
@@ -168,9 +171,7 @@ class JobQueue:
             self._progress[record.id] = fraction
             if self.clock() - last_persist[0] >= PROGRESS_PERSIST_INTERVAL_S:
                 last_persist[0] = self.clock()
-                task = asyncio.create_task(self._persist_progress(record.id, fraction))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._background.spawn(self._persist_progress(record.id, fraction))
 
         job = asyncio.create_task(
             package_title(
