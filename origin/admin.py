@@ -28,7 +28,7 @@ from media.probe import probe_source
 from media.signing import Grant, make_token, signed_path
 from origin.delivery import PUBLISHED
 from origin.fleet import FLEET_LINK
-from origin.jobs import disk_free, remove_title_files
+from origin.jobs import add_title, disk_free, remove_title_files
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN, TOKENS
 from origin.store import TitleRecord
 from service.auth import check_bearer
@@ -140,10 +140,7 @@ async def upload(request: web.Request) -> web.Response:
         name = clean_name(request.query.get("name") or form_name, "untitled")
         facts = await asyncio.to_thread(probe_source, part, name)
         title_id = new_title_id(name)
-        source = library.source_path(title_id)
-        await asyncio.to_thread(source.parent.mkdir, parents=True)
-        await asyncio.to_thread(part.rename, source)
-        record = await request.app[STORE].insert(title_id, name)
+        record = await add_title(request.app[STORE], library, part, title_id, name)
     except BaseException:
         await asyncio.shield(asyncio.to_thread(part.unlink, missing_ok=True))
         raise

@@ -227,6 +227,18 @@ class JobQueue:
             log(logger, "progress not saved", logging.WARNING, title=title_id, error=str(err))
 
 
+async def add_title(
+    store: TitleStore, library: Library, source: Path, title_id: str, name: str
+) -> TitleRecord:
+    """A source file becomes a queued title: moved to ``sources/<id>/source`` (unless already there) and
+    recorded in the store. The one way in, for uploads and the demo; the queue must then be woken."""
+    destination = library.source_path(title_id)
+    if source != destination:
+        await asyncio.to_thread(destination.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(source.rename, destination)
+    return await store.insert(title_id, name)
+
+
 def remove_title_files(library: Library, title_id: str) -> None:
     """Unpublish first (one rename, so readers see all or nothing), then delete at leisure."""
     published = library.title_dir(title_id)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 DEMO_TITLE_ID = "demo"
+DEMO_NAME = "surge demo"
 
 
 def _progress_bar(label: str, quiet: bool) -> tuple[Callable[[float], None], Callable[[], None]]:
@@ -126,6 +127,7 @@ def cmd_transcode(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make and package the sample title if needed, register it, then run the origin and print the URLs."""
+    from origin.jobs import add_title
     from origin.store import TitleStore
 
     library = Library(Path(args.data))
@@ -143,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             source,
             destination,
             PackageConfig(preset="veryfast"),
-            name="surge demo",
+            name=DEMO_NAME,
             title_id=DEMO_TITLE_ID,
             force=True,
             quiet=args.quiet,
@@ -152,12 +154,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(_summary(info, destination), file=sys.stderr)
 
     async def register() -> None:
-        # Queued here; the origin's queue sees the published title.json and marks it ready at once.
+        # As an upload is: queued; the origin's queue sees the published title.json and marks it ready.
         store = TitleStore(library.jobs_db_path)
         await store.open()
         try:
             if await store.get(DEMO_TITLE_ID) is None:
-                await store.insert(DEMO_TITLE_ID, "surge demo")
+                await add_title(store, library, source, DEMO_TITLE_ID, DEMO_NAME)
         finally:
             await store.close()
 
