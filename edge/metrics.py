@@ -53,9 +53,13 @@ def hottest(rates: Mapping[str, TitleRates], count: int = HOTTEST) -> list[str]:
 
 
 class UpstreamCounts(Protocol):
-    fetches: Mapping[str, int]  # "origin" / "parent" -> answered fetches
-    errors: Mapping[str, int]  # failed attempts (network error, timeout, 5xx), by the same kinds
-    fill_errors: int  # fills that failed: no upstream answered, or the body broke off
+    # Read-only: a Mapping attribute would have to be one, not a dict (attributes are invariant).
+    @property
+    def fetches(self) -> Mapping[str, int]: ...  # "origin" / "parent" -> answered fetches
+    @property
+    def errors(self) -> Mapping[str, int]: ...  # failed attempts (network error, timeout, 5xx), same kinds
+    @property
+    def fill_errors(self) -> int: ...  # fills that failed: no upstream answered, or the body broke off
 
 
 class EdgeMetrics(Collector):

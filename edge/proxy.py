@@ -211,9 +211,9 @@ class Edge:
             return key
         return signed_path(make_token(keys, Grant(key, int(now) + UPSTREAM_TOKEN_S)), key)
 
-    def _learn_playlist(self, key: str, body: bytes) -> None:
+    def _learn_playlist(self, key: str, body: bytes | memoryview) -> None:
         try:
-            playlist = parse_media(body.decode("utf-8", errors="replace"))
+            playlist = parse_media(str(body, "utf-8", errors="replace"))
         except SurgeError:
             return  # a master playlist, or not a playlist at all: nothing to prefetch from
         for segment, following in next_segments(key, playlist, self.config.prefetch).items():

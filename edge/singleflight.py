@@ -32,7 +32,7 @@ class Fill:
     key: str
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes | memoryview] = field(default_factory=list)  # a stored body may be a view
     size: int = 0
     done: bool = False
     error: SurgeError | None = None
@@ -45,7 +45,7 @@ class Fill:
         self.status, self.headers = status, headers
         self._ready.set()
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
         self._wake()
@@ -75,7 +75,7 @@ class Fill:
         if self.error is not None and not self.chunks:
             raise self.error
 
-    async def stream(self, idle_timeout: float) -> AsyncIterator[bytes]:
+    async def stream(self, idle_timeout: float) -> AsyncIterator[bytes | memoryview]:
         """Every chunk from the first, as they arrive. Raises if the fill fails or stalls midway."""
         index = 0
         while True:

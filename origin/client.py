@@ -40,7 +40,7 @@ async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
 
 
 async def upload_file(
-    server: str, token: str, path: Path, name: str | None, on_bytes: Callable[[int], None] | None = None
+    server: str, token: str, path: Path, name: str | None, on_bytes: Callable[[int], object] | None = None
 ) -> dict[str, Any]:
     size = (await asyncio.to_thread(path.stat)).st_size
 

@@ -33,7 +33,7 @@ from origin.cache_headers import delivery_headers
 from origin.keys import CONFIG, LIBRARY, STORE, TOKENS
 from origin.store import Status
 from service.cors import cors_headers, preflight_handler
-from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
+from service.front import FAST_PATH, Answer, FastResponder, SimpleRequest, date_line, render_head
 from service.http import json_error
 from service.ranges import Unsatisfiable, byte_range, if_range_holds
 
@@ -258,7 +258,8 @@ def add_routes(app: web.Application) -> None:
     app[PUBLISHED] = files
     tokens = TokenChecker(app[CONFIG].signing_keys)
     app[TOKENS] = tokens
-    app[FAST_PATH] = functools.partial(fast_answer, files, tokens)
+    fast: FastResponder = functools.partial(fast_answer, files, tokens)
+    app[FAST_PATH] = fast
     preflight = preflight_handler(app[CONFIG].cors_origin)
     for path, handler in (
         ("/titles", catalog),

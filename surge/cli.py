@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
 from tqdm import tqdm
@@ -41,7 +41,7 @@ DEMO_NAME = "surge demo"
 
 def _progress_bar(label: str, quiet: bool) -> tuple[Callable[[float], None], Callable[[], None]]:
     """A terminal bar in percent, shown from the first report; returns (update with a fraction, close)."""
-    bars: list[tqdm] = []
+    bars: list[tqdm[NoReturn]] = []
 
     def update(fraction: float) -> None:
         if quiet:
