@@ -46,23 +46,35 @@ def parse_cache_control(value: str | None) -> CacheControl:
     """RFC 9111 5.2: comma-separated directives, case-insensitive names, unknown ones ignored."""
     if not value:
         return CacheControl()
-    fields: dict[str, object] = {}
+    seconds: dict[str, int] = {}  # max-age, s-maxage, stale-while-revalidate, stale-if-error
+    flags: set[str] = set()
     for part in value.split(","):
         name, _, argument = part.strip().partition("=")
         name = name.strip().lower()
         if name in ("max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"):
-            seconds = _seconds(argument)
-            if seconds is None:
+            number = _seconds(argument)
+            if number is None:
                 # RFC 9111 4.2.1: an invalid max-age makes the response stale.
-                fields.update({name.replace("-", "_"): 0} if name in ("max-age", "s-maxage") else {})
+                seconds.update({name: 0} if name in ("max-age", "s-maxage") else {})
                 continue
-            fields[name.replace("-", "_")] = seconds
+            seconds[name] = number
         elif name in ("no-store", "private", "public", "immutable", "must-revalidate", "proxy-revalidate"):
-            fields["must_revalidate" if name == "proxy-revalidate" else name.replace("-", "_")] = True
+            flags.add("must-revalidate" if name == "proxy-revalidate" else name)
         elif name == "no-cache" and not argument:
             # A qualified no-cache (no-cache="Set-Cookie") only restricts those fields: not our case.
-            fields["no_cache"] = True
-    return CacheControl(**fields)  # type: ignore[arg-type]
+            flags.add("no-cache")
+    return CacheControl(
+        max_age=seconds.get("max-age"),
+        s_maxage=seconds.get("s-maxage"),
+        no_store="no-store" in flags,
+        no_cache="no-cache" in flags,
+        private="private" in flags,
+        public="public" in flags,
+        immutable="immutable" in flags,
+        must_revalidate="must-revalidate" in flags,
+        stale_while_revalidate=seconds.get("stale-while-revalidate", 0),
+        stale_if_error=seconds.get("stale-if-error", 0),
+    )
 
 
 def parse_http_date(value: str | None) -> float | None:

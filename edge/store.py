@@ -12,8 +12,10 @@ import json
 import mmap
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiofiles
 import aiofiles.os
@@ -93,18 +95,24 @@ def _freshness_to_json(f: Freshness) -> dict[str, object]:
     }
 
 
-def _freshness_from_json(data: dict[str, object]) -> Freshness:
+def _freshness_from_json(data: Mapping[str, Any]) -> Freshness:
+    """From our own index file (``_freshness_json``); a damaged one raises and the entry is dropped."""
     from edge.policy import CacheControl
 
-    cc = CacheControl(**data["cache_control"])  # type: ignore[arg-type]
     return Freshness(
-        cache_control=cc,
-        lifetime=float(data["lifetime"]),  # type: ignore[arg-type]
-        initial_age=float(data["initial_age"]),  # type: ignore[arg-type]
-        response_time=float(data["response_time"]),  # type: ignore[arg-type]
-        etag=data["etag"],  # type: ignore[arg-type]
-        last_modified=data["last_modified"],  # type: ignore[arg-type]
+        cache_control=CacheControl(**data["cache_control"]),
+        lifetime=float(data["lifetime"]),
+        initial_age=float(data["initial_age"]),
+        response_time=float(data["response_time"]),
+        etag=_optional_text(data["etag"]),
+        last_modified=_optional_text(data["last_modified"]),
     )
+
+
+def _optional_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string or null, got {value!r}")
 
 
 @dataclass

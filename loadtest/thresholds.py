@@ -11,12 +11,13 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from media.errors import InvalidInput
 
 Unit = Literal["ratio", "count", "seconds", "ms", "bps"]
 Op = Literal[">", ">=", "<", "<=", "=="]
+_OP_NAMES: dict[str, Op] = {op: op for op in get_args(Op)}  # as written -> typed
 
 _OPS: dict[Op, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -115,7 +116,7 @@ def parse(text: str) -> tuple[Threshold, ...]:
         if suffix not in factors:
             units = ", ".join(repr(s) for s in factors if s) or "none"
             raise InvalidInput(f"--fail-on: {expression!r}: {name} takes units {units}, not {suffix!r}")
-        thresholds.append(Threshold(name, op, float(number) * factors[suffix], expression))  # type: ignore[arg-type]
+        thresholds.append(Threshold(name, _OP_NAMES[op], float(number) * factors[suffix], expression))
     return tuple(thresholds)
 
 

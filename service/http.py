@@ -146,9 +146,11 @@ REJECTED = "rejected"  # the route of requests aiohttp's parser refused (malform
 
 
 def route_name(request: web.BaseRequest) -> str:
+    if not isinstance(request, web.Request):
+        return REJECTED
     try:
-        match_info = request.match_info  # type: ignore[attr-defined]
-    except (AttributeError, AssertionError):  # never routed: aiohttp's parser refused the request
+        match_info = request.match_info
+    except AssertionError:  # never routed: aiohttp's parser refused the request
         return REJECTED
     resource = match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"

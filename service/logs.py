@@ -110,7 +110,7 @@ def log(
     logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
 
 
-def _json_handler() -> logging.StreamHandler | None:  # type: ignore[type-arg]
+def _json_handler() -> logging.StreamHandler[Any] | None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler.formatter, JsonLineFormatter) and isinstance(handler, logging.StreamHandler):
             return handler
@@ -138,7 +138,7 @@ class RequestLines:
         self._second = -1
         self._ts_prefix = ""
         self._component = ""
-        self._handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
+        self._handler: logging.StreamHandler[Any] | None = None
 
     def add(self, method: str, path: str, status: int, size: int, seconds: float, peer: str) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
@@ -150,8 +150,8 @@ class RequestLines:
             self._second = second
             self._handler = _json_handler()
             self._ts_prefix = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            if self._handler is not None:
-                self._component = json.dumps(self._handler.formatter.component)  # type: ignore[union-attr]
+            if self._handler is not None and isinstance(self._handler.formatter, JsonLineFormatter):
+                self._component = json.dumps(self._handler.formatter.component)
         handler = self._handler
         if handler is None:
             log(self.logger, "request", method=method, path=path, status=status, bytes=size,

@@ -31,6 +31,9 @@ from transcoder.sample import make_sample
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from edge.router.app import RouterSettings
+    from edge.router.backends import EdgeBackend
+    from edge.router.fleet import Fleet
     from origin.config import OriginConfig
 
 EXIT_ERROR = 1
@@ -323,7 +326,7 @@ def _fleet_parts(
     bind_host: str,
     public_host: str | None,
     admin_token: str | None = None,
-) -> tuple[object, object]:
+) -> tuple[Fleet, RouterSettings]:
     """The fleet and its router settings from command-line flags; ``admin_token``: the origin's."""
     from edge.router.app import RouterSettings
     from edge.router.backends import LocalProcesses
@@ -360,11 +363,11 @@ def _fleet_parts(
             from edge.router.ray_backend import RayEdges
         except ImportError:
             raise SurgeError("--backend ray needs the ray package: pip install 'surge[ray]'") from None
-        backend: object = RayEdges(origin_url, args.ray_address, tuple(edge_args), args.ray_namespace,
+        backend: EdgeBackend = RayEdges(origin_url, args.ray_address, tuple(edge_args), args.ray_namespace,
                                    admin_token=token or None)  # fmt: skip
     else:
         backend = LocalProcesses(origin_url, tuple(edge_args), host=bind_host, public_host=public_host)
-    fleet = Fleet(config, backend)  # type: ignore[arg-type]
+    fleet = Fleet(config, backend)
     settings = RouterSettings(
         origin=origin_url, steering=not args.no_steering, redirect=args.redirect, admin_token=token or None
     )
@@ -381,8 +384,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     public_url = args.public_url and validate_base_url(args.public_url, "--public-url")
     public_host = urlsplit(public_url).hostname if public_url else None
     fleet, settings = _fleet_parts(args, origin, args.host, public_host)
-    site = Site(make_app(fleet, settings), args.host, args.port, name="fleet",  # type: ignore[arg-type]
-                advertise_url=public_url)  # fmt: skip
+    site = Site(make_app(fleet, settings), args.host, args.port, name="fleet", advertise_url=public_url)
     run_server(serve_all([site], tls=_tls(args)))
     return 0
 
@@ -405,7 +407,7 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
     def router() -> web.Application:
         # Built once the origin listens: the fleet needs its real URL (port 0 picks one) and its token.
         fleet, settings = _fleet_parts(args, urls["origin"], args.host, args.public_host, origin[TOKEN])
-        return make_router(fleet, settings)  # type: ignore[arg-type]
+        return make_router(fleet, settings)
 
     def fleet_listening(url: str) -> None:
         origin[FLEET_LINK].url = url  # deleting a title now purges it from the fleet

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import ffmpeg
 
@@ -11,6 +12,19 @@ from media.errors import ToolMissing, TranscodeFailed
 from transcoder.run import relevant_stderr
 
 GENERATE_TIMEOUT_S = 300.0
+
+
+class Shape(TypedDict, total=False):
+    """``sample_command``'s options."""
+
+    width: int
+    height: int
+    duration: float
+    frame_rate: int
+    audio: bool
+    pix_fmt: str
+    video_codec: str
+    pattern: str
 
 
 def sample_command(
@@ -48,14 +62,14 @@ def rotate_command(source: Path, path: Path, degrees: int) -> list[str]:
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *output.get_args()]
 
 
-def make_sample(path: Path, *, display_rotation: int | None = None, **shape: object) -> Path:
+def make_sample(path: Path, *, display_rotation: int | None = None, **shape: Unpack[Shape]) -> Path:
     """Write a synthetic source to ``path`` (blocking); see ``sample_command`` for the shape options."""
     if display_rotation is None:
-        _run(sample_command(path, **shape))  # type: ignore[arg-type]
+        _run(sample_command(path, **shape))
         return path
     upright = path.with_name(f".{path.name}.upright{path.suffix}")
     try:
-        _run(sample_command(upright, **shape))  # type: ignore[arg-type]
+        _run(sample_command(upright, **shape))
         _run(rotate_command(upright, path, display_rotation))
     finally:
         upright.unlink(missing_ok=True)
