@@ -185,9 +185,11 @@ def make_app(config: EdgeConfig) -> web.Application:
     app[CACHE_METRICS] = cache_metrics
 
     def fast_answer(request: SimpleRequest) -> Answer | None:
-        answer = edge.fast_answer(request)
-        if answer is not None:  # the front answers only fresh hits (and their 304s)
-            cache_metrics.observe(CacheStatus.HIT, len(answer.body))
+        answered = edge.fast_answer(request)
+        if answered is None:
+            return None
+        answer, source = answered
+        cache_metrics.observe(cache_status(source.x_cache, storable=True), len(answer.body))
         return answer
 
     app[FAST_PATH] = fast_answer

@@ -195,3 +195,16 @@ def client_has_it(if_none_match: str | None, if_modified_since: str | None, stor
     if if_none_match is not None:
         return etag_matches(if_none_match, stored.etag)
     return if_modified_since is not None and not_modified_since(if_modified_since, stored.last_modified)
+
+
+# RFC 9111 3.2: fields a 304 does not update (it has no body of its own to describe).
+_KEPT_ON_UPDATE = frozenset({"content-length", "content-type", "content-encoding", "content-range"})
+
+
+def updated_headers(stored: dict[str, str], not_modified: dict[str, str]) -> dict[str, str]:
+    """RFC 9111 4.3.4: the stored response's headers updated with those of the 304 that revalidated
+    it (same names replaced, whatever their case), except the fields describing the stored body."""
+    new = {name: value for name, value in not_modified.items() if name.lower() not in _KEPT_ON_UPDATE}
+    replaced = {name.lower() for name in new}
+    kept = {name: value for name, value in stored.items() if name.lower() not in replaced}
+    return kept | new

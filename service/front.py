@@ -120,17 +120,30 @@ def render_head(status: int, headers: Mapping[str, str], content_length: int | N
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
+def header_lines(headers: Mapping[str, str]) -> bytes:
+    """``Name: value\r\n`` for each header."""
+    return "".join([f"{name}: {value}\r\n" for name, value in headers.items()]).encode("utf-8")
+
+
 class _DateCache:
     second = -1
+    text = ""
     line = b""
 
 
-def date_line(now: float) -> bytes:
-    """``Date: <IMF-fixdate>\\r\\n`` for ``now``, formatted once per second."""
+def http_date(now: float) -> str:
+    """The IMF-fixdate of ``now`` (RFC 9110 5.6.7), formatted once per second."""
     second = int(now)
     if second != _DateCache.second:
-        _DateCache.line = f"Date: {formatdate(second, usegmt=True)}\r\n".encode()
+        _DateCache.text = formatdate(second, usegmt=True)
+        _DateCache.line = f"Date: {_DateCache.text}\r\n".encode()
         _DateCache.second = second
+    return _DateCache.text
+
+
+def date_line(now: float) -> bytes:
+    """``Date: <IMF-fixdate>\r\n`` for ``now``, formatted once per second."""
+    http_date(now)
     return _DateCache.line
 
 
