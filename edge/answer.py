@@ -11,41 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from urllib.parse import parse_qs
 
 from edge.policy import Reuse, client_has_it, may_serve_stale_on_error
 from edge.policy import decide as reuse_of
 from edge.store import CachedObject, DiskEntry
+from service.facts import RequestFacts
 from service.front import http_date
 from service.ranges import Part, Unsatisfiable, Whole, byte_range, if_range_holds
 
 Stored = CachedObject | DiskEntry
 Body = bytes | memoryview
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """What of a delivery request the answer depends on, read the same way by both paths."""
-
-    method: str  # "GET" or "HEAD"
-    path: str  # as requested: a signed path still carries its token
-    query: str = ""
-    peer: str = ""
-    range: str | None = None
-    if_range: str | None = None
-    if_none_match: str | None = None
-    if_modified_since: str | None = None
-    cmcd_request: str | None = None  # the CMCD-Request header
-
-    @property
-    def cmcd(self) -> str | None:
-        """CTA-5004 data: the ``CMCD`` query argument, else the ``CMCD-Request`` header (a player sends
-        one or the other; the query is what every player can send, so it wins)."""
-        if "CMCD=" in self.query:
-            found = parse_qs(self.query).get("CMCD")
-            if found:
-                return found[0]
-        return self.cmcd_request
 
 
 class Source(Enum):

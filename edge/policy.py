@@ -8,9 +8,10 @@ header dicts on its hot path (see the table tests in tests/edge/test_policy.py).
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
 from enum import Enum
+
+from service.conditional import etag_matches, not_modified_since, parse_http_date
 
 # RFC 9111 4.2.2: a heuristic lifetime is at most this share of the time since Last-Modified...
 HEURISTIC_FRACTION = 0.1
@@ -63,16 +64,6 @@ def parse_cache_control(value: str | None) -> CacheControl:
             # A qualified no-cache (no-cache="Set-Cookie") only restricts those fields: not our case.
             fields["no_cache"] = True
     return CacheControl(**fields)  # type: ignore[arg-type]
-
-
-def parse_http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 @dataclass(frozen=True)
@@ -172,21 +163,6 @@ def conditional_headers(stored: Freshness) -> dict[str, str]:
     if stored.last_modified:
         headers["If-Modified-Since"] = stored.last_modified
     return headers
-
-
-def etag_matches(if_none_match: str, etag: str | None) -> bool:
-    """RFC 9110 13.1.2 weak comparison, as If-None-Match requires."""
-    if etag is None:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    ours = etag.removeprefix("W/")
-    return any(candidate.strip().removeprefix("W/") == ours for candidate in if_none_match.split(","))
-
-
-def not_modified_since(if_modified_since: str, last_modified: str | None) -> bool:
-    since, modified = parse_http_date(if_modified_since), parse_http_date(last_modified)
-    return since is not None and modified is not None and modified <= since
 
 
 def client_has_it(if_none_match: str | None, if_modified_since: str | None, stored: Freshness) -> bool:

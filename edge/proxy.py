@@ -25,7 +25,6 @@ from edge.answer import (
     NotModified,
     Partial,
     RangeNotSatisfiable,
-    RequestFacts,
     Revalidate,
     Served,
     Source,
@@ -39,7 +38,7 @@ from edge.answer import (
 from edge.config import EdgeConfig
 from edge.policy import CacheControl, Freshness, conditional_headers, freshness, is_storable, updated_headers
 from edge.prefetch import MAX_MAP_ENTRIES, cmcd_next_object, next_segments
-from edge.render import aiohttp_answer, facts_of_request, facts_of_simple, front_answer
+from edge.render import aiohttp_answer, front_answer
 from edge.singleflight import Fill, SingleFlight, UpstreamFailed
 from edge.stats import TitleStats
 from edge.store import CachedObject, DiskTier, MemoryLRU
@@ -49,6 +48,7 @@ from media.hls import parse_media
 from media.ids import is_title_id
 from media.layout import is_safe_component
 from media.signing import PREFIX, Grant, Refusal, TokenChecker, make_token, signed_path
+from service.facts import RequestFacts, facts_of_request, facts_of_simple
 from service.front import Answer, SimpleRequest
 from service.logs import log
 

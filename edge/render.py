@@ -1,50 +1,14 @@
 """The two renderers of an edge's served decision (``edge.answer``): bytes for the front's fast path,
 a response for aiohttp. Neither decides anything: status, headers and body come from ``answer.reply``.
-
-The facts a decision reads are taken from either request shape here, the same way.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from edge.answer import Hit, Reply, RequestFacts, Served, per_answer_headers, reply, stored_headers
+from edge.answer import Hit, Reply, Served, per_answer_headers, reply, stored_headers
 from media.layout import delivery_route
-from service.front import Answer, SimpleRequest, header_lines, render_head
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode("latin-1") if value is not None else None
-
-
-def facts_of_simple(request: SimpleRequest) -> RequestFacts:
-    headers = request.headers
-    return RequestFacts(
-        request.method,
-        request.path,
-        request.query,
-        request.peer,
-        range=_text(headers.get(b"range")),
-        if_range=_text(headers.get(b"if-range")),
-        if_none_match=_text(headers.get(b"if-none-match")),
-        if_modified_since=_text(headers.get(b"if-modified-since")),
-        cmcd_request=_text(headers.get(b"cmcd-request")),
-    )
-
-
-def facts_of_request(request: web.BaseRequest) -> RequestFacts:
-    headers = request.headers
-    return RequestFacts(
-        request.method,
-        request.path,
-        request.query_string,
-        request.remote or "",
-        range=headers.get("Range"),
-        if_range=headers.get("If-Range"),
-        if_none_match=headers.get("If-None-Match"),
-        if_modified_since=headers.get("If-Modified-Since"),
-        cmcd_request=headers.get("CMCD-Request"),
-    )
+from service.front import Answer, header_lines, render_head
 
 
 def front_answer(served: Served, method: str, now: float, via: str, edge_id: str) -> Answer:

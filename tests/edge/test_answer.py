@@ -11,7 +11,6 @@ from edge.answer import (
     NotModified,
     Partial,
     RangeNotSatisfiable,
-    RequestFacts,
     Revalidate,
     Source,
     decide,
@@ -21,6 +20,7 @@ from edge.answer import (
 from edge.policy import freshness, updated_headers
 from edge.render import front_answer
 from edge.store import CachedObject
+from service.facts import RequestFacts
 
 DATE = "Wed, 25 Nov 2026 10:00:00 GMT"
 T0 = 1_795_600_800.0  # DATE as a timestamp
