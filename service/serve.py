@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -26,6 +27,9 @@ from service.urls import advertised_url
 
 logger = logging.getLogger(LIFECYCLE_LOGGER)
 access_logger = logging.getLogger("surge.access")
+# Set to 1, every request goes through aiohttp's handlers: the same answers (each is decided once and
+# only rendered by either path), for comparing the two paths or ruling the front out.
+NO_FAST_PATH_ENV = "SURGE_NO_FAST_PATH"
 # aiohttp's keep-alive timer cannot see the requests the front answers itself, so the front closes idle
 # connections (FrontSettings.idle_timeout) and aiohttp's timer is pushed out of the way.
 AIOHTTP_KEEPALIVE = 7 * 24 * 3600.0
@@ -122,7 +126,7 @@ async def serve_all(
             settings = FrontSettings(
                 header_timeout=header_timeout,
                 idle_timeout=keepalive_timeout,
-                responder=app.get(FAST_PATH),
+                responder=None if os.environ.get(NO_FAST_PATH_ENV) == "1" else app.get(FAST_PATH),
                 on_answer=access.observe,
             )
             tcp = FrontSite(runner, site.host, site.port, settings, reuse_address=True, ssl_context=context)
