@@ -21,6 +21,7 @@ from edge.stats import EdgeReport
 from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE
 from service.cors import preflight_handler
+from service.errors import errors_as_json
 from service.front import FAST_PATH, Answer, SimpleRequest
 from service.http import (
     IN_FLIGHT,
@@ -28,7 +29,6 @@ from service.http import (
     SERVER_INFO,
     RequestMetrics,
     ServerInfo,
-    errors_as_json,
     readiness_response,
     track_in_flight,
 )

@@ -32,7 +32,8 @@ from media.errors import InvalidInput, NotFound, SurgeError
 from media.hls import parse_master, render_master
 from media.ids import validate_title_id
 from service.cors import preflight_handler
-from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
+from service.errors import errors_as_json
+from service.http import METRICS, RequestMetrics, readiness_response, track_in_flight
 from service.logs import log
 
 FLEET = web.AppKey("fleet", Fleet)
