@@ -16,7 +16,7 @@ from edge.policy import Reuse, client_has_it, may_serve_stale_on_error
 from edge.policy import decide as reuse_of
 from edge.store import CachedObject, DiskEntry
 from service.facts import RequestFacts
-from service.front import http_date
+from service.front import date_line, http_date
 from service.ranges import Part, Unsatisfiable, Whole, byte_range, if_range_holds
 
 Stored = CachedObject | DiskEntry
@@ -35,31 +35,32 @@ class Source(Enum):
 
     @property
     def x_cache(self) -> str:
-        return _X_CACHE[self]
+        return _FLAGS[self._value_][0]
 
     @property
     def refresh(self) -> bool:
         """Start (or join) a fill from upstream behind this answer."""
-        return self in (Source.STALE_WHILE_REVALIDATE, Source.UPSTREAMS_DOWN)
+        return _FLAGS[self._value_][1]
 
     @property
     def hit(self) -> bool:
         """Answered from what was stored before the request came (the hit ratio's numerator)."""
-        return self not in (Source.FILLED, Source.COALESCED)
+        return _FLAGS[self._value_][2]
 
     @property
     def on_error(self) -> bool:
         """Stale because upstreams fail (``surge_edge_stale_on_error_total``)."""
-        return self in (Source.UPSTREAMS_DOWN, Source.STALE_IF_ERROR)
+        return _FLAGS[self._value_][3]
 
 
-_X_CACHE = {
-    Source.FRESH: "HIT",
-    Source.FILLED: "MISS",
-    Source.COALESCED: "COALESCED",
-    Source.STALE_WHILE_REVALIDATE: "STALE",
-    Source.UPSTREAMS_DOWN: "STALE",
-    Source.STALE_IF_ERROR: "STALE",
+# By value (a str hashes faster than an Enum member): X-Cache, refresh, hit, on_error.
+_FLAGS: dict[str, tuple[str, bool, bool, bool]] = {
+    Source.FRESH.value: ("HIT", False, True, False),
+    Source.FILLED.value: ("MISS", False, False, False),
+    Source.COALESCED.value: ("COALESCED", False, False, False),
+    Source.STALE_WHILE_REVALIDATE.value: ("STALE", True, True, False),
+    Source.UPSTREAMS_DOWN.value: ("STALE", True, True, True),
+    Source.STALE_IF_ERROR.value: ("STALE", False, True, True),
 }
 
 
@@ -211,6 +212,11 @@ def per_answer_headers(age: float, x_cache: str, now: float) -> dict[str, str]:
     """``Age`` (RFC 9111 5.1), ``X-Cache`` and ``Date``: a cache that forwards a response without its own
     Date adds one (RFC 9110 6.6.1)."""
     return {"Age": str(int(age)), "X-Cache": x_cache, "Date": http_date(now)}
+
+
+def per_answer_lines(age: float, x_cache: str, now: float) -> bytes:
+    """``per_answer_headers`` as header lines, made without a dict (the front's whole hits)."""
+    return b"Age: %d\r\nX-Cache: %s\r\n%s" % (age, x_cache.encode(), date_line(now))
 
 
 def reply(served: Served, method: str, now: float, via: str, edge_id: str) -> Reply:

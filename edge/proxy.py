@@ -253,18 +253,21 @@ class Edge:
     def decision(
         self, key: str, found: tuple[Stored, Body] | None, facts: RequestFacts, now: float
     ) -> Decision:
-        return decide(
-            key, found, facts, now, upstreams_failing=self.upstreams.all_failing(),
-            stale_grace=self.config.stale_grace,
-        )  # fmt: skip
+        grace = self.config.stale_grace
+        decision = decide(key, found, facts, now, upstreams_failing=False, stale_grace=grace)
+        if isinstance(decision, Revalidate) and self.upstreams.all_failing():
+            # Only a Revalidate depends on upstreams: the breakers are asked then alone.
+            decision = decide(key, found, facts, now, upstreams_failing=True, stale_grace=grace)
+        return decision
 
     def served(self, served: Served, facts: RequestFacts, body_bytes: int, now: float) -> None:
         """What follows an answer from cache: stats, a refresh behind a stale answer, prefetch."""
         source = served.source
-        if source.on_error:
-            self.stale_on_error += 1
-        if source.refresh:
-            self.flights.join(served.key, self._fill_runner(served.key, (served.stored, served.body)))
+        if source is not Source.FRESH:
+            if source.on_error:
+                self.stale_on_error += 1
+            if source.refresh:
+                self.flights.join(served.key, self._fill_runner(served.key, (served.stored, served.body)))
         self.stats.record(title_of(served.key), body_bytes, now, hit=source.hit)
         if served.key.endswith(".m4s"):
             self.prefetch(served.key, facts.cmcd)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.answer import Hit, Reply, Served, per_answer_headers, reply, stored_headers
+from edge.answer import Hit, Reply, Served, per_answer_lines, reply, stored_headers
 from media.layout import delivery_route
-from service.front import Answer, header_lines, render_head
+from service.front import Answer, render_head
 
 
 def front_answer(served: Served, method: str, now: float, via: str, edge_id: str) -> Answer:
@@ -19,9 +19,9 @@ def front_answer(served: Served, method: str, now: float, via: str, edge_id: str
         stored = served.stored
         if not stored.head:
             stored.head = render_head(stored.status, stored_headers(stored, via, edge_id), stored.size)
-        per_answer = per_answer_headers(stored.freshness.age(now), served.source.x_cache, now)
+        per_answer = per_answer_lines(stored.freshness.age(now), served.source.x_cache, now)
         body = served.body if method != "HEAD" else b""
-        return Answer(stored.head + header_lines(per_answer) + b"\r\n", body, stored.status, route)
+        return Answer(stored.head + per_answer + b"\r\n", body, stored.status, route)
     rendered = reply(served, method, now, via, edge_id)
     head = render_head(rendered.status, rendered.headers, rendered.content_length) + b"\r\n"
     return Answer(head, rendered.body, rendered.status, route)

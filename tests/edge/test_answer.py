@@ -14,6 +14,8 @@ from edge.answer import (
     Revalidate,
     Source,
     decide,
+    per_answer_headers,
+    per_answer_lines,
     reply,
     stale_on_error,
 )
@@ -21,6 +23,7 @@ from edge.policy import freshness, updated_headers
 from edge.render import front_answer
 from edge.store import CachedObject
 from service.facts import RequestFacts
+from service.front import header_lines
 
 DATE = "Wed, 25 Nov 2026 10:00:00 GMT"
 T0 = 1_795_600_800.0  # DATE as a timestamp
@@ -188,3 +191,10 @@ def test_a_304_updates_the_stored_headers_except_those_describing_the_body() -> 
         "Content-Type": "video/mp4", "Content-Length": "10", "ETag": ETAG, "cache-control": "max-age=120",
         "X-New": "1",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(("age", "x_cache"), [(0, "HIT"), (7.9, "STALE"), (86_400, "MISS")])
+def test_per_answer_lines_are_the_per_answer_headers(age: float, x_cache: str) -> None:
+    assert per_answer_lines(age, x_cache, T0 + 0.5) == header_lines(
+        per_answer_headers(age, x_cache, T0 + 0.5)
+    )
