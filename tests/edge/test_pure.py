@@ -267,7 +267,7 @@ async def test_fast_answers_are_fresh_memory_hits_of_plain_requests_only() -> No
     path = "/titles/show-abc123/360p/seg_00000.m4s"
     headers = {"Content-Type": "video/iso.segment", "Cache-Control": "max-age=60", "Content-Length": "5"}
     stored = freshness({"cache-control": "max-age=60", "etag": '"v1"', "last-modified": DATE}, T0, T0)
-    edge.memory.put(CachedObject(path, 200, headers, b"hello", stored))
+    edge.cache.memory.put(CachedObject(path, 200, headers, b"hello", stored))
 
     def ask(method: str = "GET", target: str = path, **extra: bytes) -> Answer | None:
         request = SimpleRequest(
@@ -324,14 +324,14 @@ async def test_fast_answers_come_from_the_disk_tier_for_objects_too_large_for_me
         for name, size in (("seg_00001.m4s", 3000), ("init.mp4", 500))
     )
     for stored in (large, small):
-        await edge.disk.put(stored)  # type: ignore[union-attr]
+        await edge.cache.disk.put(stored)  # type: ignore[union-attr]
     answered = edge.fast_answer(SimpleRequest("GET", large.key, "", {}))
     assert answered is not None
     answer, _ = answered
     assert bytes(answer.body) == large.body and b"Content-Length: 3000\r\n" in answer.head
     # A small one is left to the full path, which promotes it to memory for the next hit.
     assert edge.fast_answer(SimpleRequest("GET", small.key, "", {})) is None
-    assert len(edge.memory) == 0
+    assert len(edge.cache.memory) == 0
 
 
 def test_edge_report_round_trip_and_damaged_input() -> None:
@@ -360,7 +360,7 @@ def test_fast_answers_with_signing_check_the_token_and_key_the_cache_without_it(
     )
     path = "/titles/show-abc123/360p/seg_00000.m4s"
     fresh = freshness({"cache-control": "max-age=60"}, T0, T0)
-    edge.memory.put(CachedObject(path, 200, {"Content-Type": "video/iso.segment"}, b"hello", fresh))
+    edge.cache.memory.put(CachedObject(path, 200, {"Content-Type": "video/iso.segment"}, b"hello", fresh))
 
     def ask(target: str, peer: str = "198.51.100.7") -> bytes | None:
         answered = edge.fast_answer(SimpleRequest("GET", target, "", {}, peer))
@@ -383,7 +383,7 @@ def test_fast_answers_with_signing_check_the_token_and_key_the_cache_without_it(
         assert ask(refused) is None  # answered by aiohttp's path, which says 403 and why
     assert edge.stats.hits == 2
     # The edge's own upstream request for the object is signed for that object alone, briefly.
-    upstream = edge.upstream_path(path, T0)
+    upstream = edge.filler.upstream_path(path, T0)
     assert upstream.endswith(path) and upstream.startswith("/t/S1.")
     assert edge.tokens.check(upstream, "", T0 + 59) == Allowed(path)
     other = upstream.replace(path, "/titles/show-abc123/master.m3u8")
