@@ -1,6 +1,7 @@
-"""What the front (service.front) and the renderers rely on from aiohttp, checked on a real aiohttp server
-on 127.0.0.1. aiohttp is pinned to one minor series in pyproject.toml; an upgrade that changes any of
-this fails here, loudly, instead of breaking the front silently.
+"""What the front (service.front) and the renderers rely on from aiohttp, and the front's hand-over of
+requests to it, checked on a real aiohttp server on 127.0.0.1. aiohttp is pinned to one minor series
+in pyproject.toml; an upgrade that changes any of this fails here, loudly, instead of breaking the front
+silently.
 """
 
 from __future__ import annotations
@@ -140,3 +141,16 @@ async def test_a_request_aiohttp_refuses_is_answered_then_closed(server: tuple[s
     writer.close()
     # (aiohttp's own text/plain answer: it never reaches the app, so not the JSON error funnel's)
     assert answer.split(b" ", 2)[1] == b"400" and answer.endswith(b"^")
+
+
+async def test_a_connection_left_to_aiohttp_idles_without_a_408(server: tuple[str, int]) -> None:
+    # After a FileResponse the front leaves the connection to aiohttp: idle longer than the header
+    # timeout (2 s here), it is neither answered 408 nor closed, and serves the next request.
+    reader, writer = await asyncio.open_connection(*server)
+    writer.write(get("/file"))
+    assert (await read_one(reader))[2] == b"<p>file</p>"
+    await asyncio.sleep(2.5)
+    writer.write(get("/plain"))
+    status, _, body = await read_one(reader)
+    writer.close()
+    assert (status, body) == (200, b"plain")
