@@ -40,7 +40,29 @@ class RequestFacts(NamedTuple):
 
     @property
     def accepts_gzip(self) -> bool:
-        return "gzip" in self.accept_encoding.lower()
+        return accepts_gzip(self.accept_encoding)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """RFC 9110 12.5.3: ``gzip`` (or ``x-gzip``, or ``*``) listed with a weight above 0."""
+    lower = accept_encoding.lower()
+    if "gzip" not in lower and "*" not in lower:
+        return False
+    weights: dict[str, float] = {}
+    for item in lower.split(","):
+        coding, _, parameters = item.partition(";")
+        weight = 1.0
+        name, _, value = parameters.strip().partition("=")
+        if name.strip() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = 0.0
+        weights[coding.strip()] = weight
+    for coding in ("gzip", "x-gzip"):
+        if coding in weights:
+            return weights[coding] > 0
+    return weights.get("*", 0.0) > 0
 
 
 def _text(value: bytes | None) -> str | None:
