@@ -1,14 +1,15 @@
 """The protocol in front of aiohttp on every connection: a fast path for plain cached GETs, a header-read
 timeout and the keep-alive idle timeout.
 
-Fast path: a plain keep-alive ``GET``/``HEAD`` (HTTP/1.1, no body, a path of plain characters) that the
-app can answer from memory — an edge's fresh hit, an origin's published playlist — is answered right in
-``data_received`` with one write (a large one at the end of the loop pass: ``Outbox``): no request
-object, no task, no middleware chain. On a 2-core machine
-aiohttp's web layer alone costs about half a playlist hit's CPU time (bench/edge), and the common case
-needs none of it. Everything else (a miss, a Range or conditional request, a body, an odd request line,
-anything the recogniser is unsure of) goes to aiohttp's own parser and handlers unchanged. The recogniser
-never rejects: it only says "simple" or "not simple".
+Fast path: a plain keep-alive ``GET``/``HEAD`` (HTTP/1.1, no body, a path of plain characters) whose
+answer the app's responder can render without waiting — an edge's object in memory, an origin's
+published file in memory; the responder renders the same decision aiohttp's handler would (edge.answer,
+origin.answer) — is answered right in ``data_received`` with one write (a large one at the end of the
+loop pass: ``Outbox``): no request object, no task, no middleware chain. On a 2-core machine aiohttp's
+web layer alone costs about half a playlist hit's CPU time (bench/edge), and the common case needs none
+of it. Everything else (a miss, a revalidation, a refusal, a body, an odd request line, anything the
+recogniser is unsure of) goes to aiohttp's own parser and handlers unchanged. The recogniser never
+rejects: it only says "simple" or "not simple".
 
 Order on a connection is kept: a request handed to aiohttp is handed over alone (exactly its head, for
 a request without a body), and what follows it waits here until aiohttp has finished that response. The
