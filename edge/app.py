@@ -21,6 +21,7 @@ from media.errors import InvalidInput, SurgeError
 from media.layout import FILE_ROUTE, MASTER_ROUTE, SIGNED_ROUTE, validate_delivery_path
 from service.auth import TOKEN_ENV, check_bearer
 from service.cors import preflight_handler
+from service.errors import errors_as_json
 from service.front import FAST_PATH, Answer, SimpleRequest
 from service.http import (
     IN_FLIGHT,
@@ -28,7 +29,6 @@ from service.http import (
     SERVER_INFO,
     RequestMetrics,
     ServerInfo,
-    errors_as_json,
     readiness_response,
     track_in_flight,
 )
@@ -52,7 +52,7 @@ async def deliver(request: web.Request) -> web.StreamResponse:
         raise
     size = _body_size(request, response)
     lower = {k.lower(): v for k, v in response.headers.items()}
-    storable = is_storable("GET", response.status, lower) and size <= edge.largest_cacheable
+    storable = is_storable("GET", response.status, lower) and size <= edge.cache.largest_cacheable
     metrics.observe(cache_status(response.headers.get("X-Cache"), storable), size)
     return response
 
@@ -74,10 +74,10 @@ async def purge(request: web.Request) -> web.Response:
     path = request.path
     if path.endswith("/"):
         validate_delivery_path(path + "x")
-        count = await edge.purge_prefix(path)
+        count = await edge.cache.purge_prefix(path)
     else:
         validate_delivery_path(path)
-        count = int(await edge.purge(path))
+        count = int(await edge.cache.purge(path))
     return web.json_response({"purged": count}, status=200 if count else 404)
 
 
@@ -92,9 +92,9 @@ async def purge_api(request: web.Request) -> web.Response:
     wanted = parse_purge(body)
     count = 0
     for path in wanted.paths:
-        count += int(await edge.purge(path))
+        count += int(await edge.cache.purge(path))
     if wanted.prefix:
-        count += await edge.purge_prefix(wanted.prefix)
+        count += await edge.cache.purge_prefix(wanted.prefix)
     return web.json_response({"purged": count})
 
 
@@ -109,13 +109,13 @@ async def stats(request: web.Request) -> web.Response:
         hit_ratio=round(edge.stats.hit_ratio, 4),
         hits=edge.stats.hits,
         misses=edge.stats.misses,
-        upstream_fetches=edge.upstream_fetches,
-        objects_memory=len(edge.memory),
-        bytes_cached_memory=edge.memory.used,
-        objects_disk=len(edge.disk) if edge.disk else 0,
-        bytes_cached_disk=edge.disk.used if edge.disk else 0,
+        upstream_fetches=edge.filler.upstream_fetches,
+        objects_memory=len(edge.cache.memory),
+        bytes_cached_memory=edge.cache.memory.used,
+        objects_disk=len(edge.cache.disk) if edge.cache.disk else 0,
+        bytes_cached_disk=edge.cache.disk.used if edge.cache.disk else 0,
         in_flight_requests=request.app[IN_FLIGHT].count,
-        fills_in_flight=len(edge.flights),
+        fills_in_flight=len(edge.filler.flights),
         connections=request.app[SERVER_INFO].connections,
     )
     return web.json_response(report.to_json())
@@ -135,8 +135,8 @@ class _FailureCounts(Collector):
         errors = CounterMetricFamily(
             "surge_edge_upstream_errors", "Failed upstream requests", labels=["upstream"]
         )
-        for url in self.edge.upstreams.breakers:
-            errors.add_metric([url], self.edge.upstreams.errors_by_url[url])
+        for url in self.edge.filler.upstreams.breakers:
+            errors.add_metric([url], self.edge.filler.upstreams.errors_by_url[url])
         yield errors
         yield CounterMetricFamily(
             "surge_edge_stale_on_error", "Stale answers given because upstreams failed",
@@ -146,7 +146,7 @@ class _FailureCounts(Collector):
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when at least one upstream (the parent, or an origin) answers."""
-    found = await request.app[EDGE].upstreams.reachable(READY_PROBE_TIMEOUT)
+    found = await request.app[EDGE].filler.upstreams.reachable(READY_PROBE_TIMEOUT)
     problem = None
     if all(found.values()):
         problem = "no upstream answers: " + "; ".join(f"{url}: {why}" for url, why in found.items())
@@ -160,13 +160,15 @@ def make_app(config: EdgeConfig) -> web.Application:
     track_in_flight(app)
     edge = Edge(config)
     app[EDGE] = edge
-    cache_metrics = EdgeMetrics(registry, edge.upstreams, lambda: edge.stats.rates(edge.clock()))
+    cache_metrics = EdgeMetrics(registry, edge.filler.upstreams, lambda: edge.stats.rates(edge.clock()))
     app[CACHE_METRICS] = cache_metrics
 
     def fast_answer(request: SimpleRequest) -> Answer | None:
-        answer = edge.fast_answer(request)
-        if answer is not None:  # the front answers only fresh hits (and their 304s)
-            cache_metrics.observe(CacheStatus.HIT, len(answer.body))
+        answered = edge.fast_answer(request)
+        if answered is None:
+            return None
+        answer, source = answered
+        cache_metrics.observe(cache_status(source.x_cache, storable=True), len(answer.body))
         return answer
 
     app[FAST_PATH] = fast_answer
@@ -190,11 +192,11 @@ def make_app(config: EdgeConfig) -> web.Application:
         await edge.stop()
 
     async def handle_metrics(request: web.Request) -> web.Response:
-        cached_bytes.labels("memory").set(edge.memory.used)
-        cached_bytes.labels("disk").set(edge.disk.used if edge.disk else 0)
+        cached_bytes.labels("memory").set(edge.cache.memory.used)
+        cached_bytes.labels("disk").set(edge.cache.disk.used if edge.cache.disk else 0)
         hits.set(edge.stats.hit_ratio)
-        fills.set(len(edge.flights))
-        for url, breaker in edge.upstreams.breakers.items():
+        fills.set(len(edge.filler.flights))
+        for url, breaker in edge.filler.upstreams.breakers.items():
             upstream_up.labels(url).set(0 if breaker.failing else 1)
         return await metrics.handle_metrics(request)
 

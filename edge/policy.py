@@ -8,9 +8,10 @@ header dicts on its hot path (see the table tests in tests/edge/test_policy.py).
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
 from enum import Enum
+
+from service.conditional import etag_matches, not_modified_since, parse_http_date
 
 # RFC 9111 4.2.2: a heuristic lifetime is at most this share of the time since Last-Modified...
 HEURISTIC_FRACTION = 0.1
@@ -75,16 +76,6 @@ def parse_cache_control(value: str | None) -> CacheControl:
         stale_while_revalidate=seconds.get("stale-while-revalidate", 0),
         stale_if_error=seconds.get("stale-if-error", 0),
     )
-
-
-def parse_http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 @dataclass(frozen=True)
@@ -186,24 +177,22 @@ def conditional_headers(stored: Freshness) -> dict[str, str]:
     return headers
 
 
-def etag_matches(if_none_match: str, etag: str | None) -> bool:
-    """RFC 9110 13.1.2 weak comparison, as If-None-Match requires."""
-    if etag is None:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    ours = etag.removeprefix("W/")
-    return any(candidate.strip().removeprefix("W/") == ours for candidate in if_none_match.split(","))
-
-
-def not_modified_since(if_modified_since: str, last_modified: str | None) -> bool:
-    since, modified = parse_http_date(if_modified_since), parse_http_date(last_modified)
-    return since is not None and modified is not None and modified <= since
-
-
 def client_has_it(if_none_match: str | None, if_modified_since: str | None, stored: Freshness) -> bool:
     """RFC 9110 13.2.2: does a client's conditional GET get 304 from this stored 200? If-None-Match,
     when sent, decides alone."""
     if if_none_match is not None:
         return etag_matches(if_none_match, stored.etag)
     return if_modified_since is not None and not_modified_since(if_modified_since, stored.last_modified)
+
+
+# RFC 9111 3.2: fields a 304 does not update (it has no body of its own to describe).
+_KEPT_ON_UPDATE = frozenset({"content-length", "content-type", "content-encoding", "content-range"})
+
+
+def updated_headers(stored: dict[str, str], not_modified: dict[str, str]) -> dict[str, str]:
+    """RFC 9111 4.3.4: the stored response's headers updated with those of the 304 that revalidated
+    it (same names replaced, whatever their case), except the fields describing the stored body."""
+    new = {name: value for name, value in not_modified.items() if name.lower() not in _KEPT_ON_UPDATE}
+    replaced = {name.lower() for name in new}
+    kept = {name: value for name, value in stored.items() if name.lower() not in replaced}
+    return kept | new

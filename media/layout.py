@@ -61,6 +61,11 @@ def parse_delivery_path(path: str) -> DeliveryPath | None:
     return delivery_path(parts[2], *parts[3:])
 
 
+def title_of(path: str) -> str:
+    """``/titles/<id>/...`` → ``<id>``; the path is already validated."""
+    return path.split("/", 3)[2]
+
+
 def is_delivery_path(path: str) -> bool:
     return parse_delivery_path(path) is not None
 

@@ -19,7 +19,8 @@ from origin.fleet import FLEET_LINK, FleetLink
 from origin.jobs import JobQueue
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
 from origin.store import TitleStore
-from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
+from service.errors import errors_as_json
+from service.http import METRICS, RequestMetrics, readiness_response, track_in_flight
 from service.logs import log
 
 logger = logging.getLogger("surge.origin")

@@ -1,23 +1,24 @@
 """Public delivery of published titles: catalog, playlists, init and media segments.
 
-Small published files are answered from memory; aiohttp's FileResponse does the rest of the HTTP work
-(strong ETag, Last-Modified, 304, 412, Range 206/416, HEAD, and the precompressed ``.gz`` playlist when
-the client accepts gzip).
+Every request for a published file is decided once (``origin.answer.decide``: 200, 304, 206, 412, 416)
+and rendered by the front's fast path (``Delivery.fast_answer``, a file in memory) or by aiohttp (``serve``,
+everything else, and bodies read from disk). Small published files are kept in memory; larger ones are
+read in chunks off the loop (under uvloop, aiohttp's sendfile path falls back to such copies anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
+from typing import assert_never
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from media.errors import NotFound
 from media.layout import (
@@ -29,45 +30,35 @@ from media.layout import (
     validate_delivery_parts,
 )
 from media.signing import PREFIX, Refusal, TokenChecker
+from origin.answer import (
+    Hit,
+    NotModified,
+    Partial,
+    Published,
+    Reject,
+    Representation,
+    Served,
+    decide,
+    file_headers,
+    reply,
+)
 from origin.cache_headers import delivery_headers
 from origin.keys import CONFIG, LIBRARY, STORE, TOKENS
 from origin.store import Status
 from service.cors import cors_headers, preflight_handler
-from service.front import FAST_PATH, Answer, FastResponder, SimpleRequest, date_line, render_head
-from service.http import json_error
-from service.ranges import Unsatisfiable, byte_range, if_range_holds
+from service.facts import RequestFacts, facts_of_request, facts_of_simple
+from service.front import FAST_PATH, Answer, SimpleRequest, date_line, render_head
 
-
-@dataclass(frozen=True)
-class Representation:
-    body: bytes
-    etag: str  # the same validator FileResponse computes, so conditional requests agree
-    last_modified: str
-    gzipped: bool = False
-    head: bytes = b""  # the response's status line and headers, less Date (for the front's fast path)
-
-
-@dataclass(frozen=True)
-class Published:
-    path: Path
-    headers: dict[str, str]
-    plain: Representation | None  # in memory when small enough
-    gzipped: Representation | None
-
-    @property
-    def memory(self) -> int:
-        """Bytes held in memory."""
-        return sum(len(r.body) for r in (self.plain, self.gzipped) if r is not None)
+Clock = Callable[[], float]
+READ_CHUNK = 256 * 1024
 
 
 class PublishedFiles:
-    """Published files already checked (inside the library, a regular file), with their headers, and
-    the small ones kept in memory.
+    """Published files already checked (inside the library, a regular file), with their headers and
+    validators, and the small ones kept in memory.
 
     Titles never change once published, so the checks (a path resolution and a stat, off the loop)
-    are done once per file, and plain GET/HEAD answers come from memory in one write: under uvloop,
-    FileResponse cannot use sendfile and copies through the thread pool instead. Conditional and
-    Range requests still go to FileResponse. Deleting a title forgets its files.
+    are done once per file. Deleting a title forgets its files.
     """
 
     LIMIT = 100_000
@@ -78,26 +69,20 @@ class PublishedFiles:
         self.memory_used = 0
         self._known: dict[tuple[str, ...], Published] = {}
 
-    async def find(self, request: web.Request, *components: str) -> Published:
-        key = (request.match_info["title_id"], *components)
+    async def find(self, app: web.Application, key: tuple[str, ...]) -> Published:
+        """``key`` is ``(title_id, *components)``; NotFound or InvalidInput otherwise."""
         known = self._known.get(key)
         if known is not None:
             return known
-        title_id = key[0]
+        title_id, *components = key
         validate_delivery_parts(title_id, *components)
-        config = request.app[CONFIG]
+        config = app[CONFIG]
         headers = delivery_headers(components[-1], config.playlist_max_age)
         if headers is None:
             raise NotFound("not found")
-        room = self.memory_budget - self.memory_used
-        published = await asyncio.to_thread(_load, request.app[LIBRARY], title_id, components, room)
         headers |= cors_headers(config.cors_origin)
-        published = replace(
-            published,
-            headers=headers,
-            plain=_with_head(published.plain, headers),
-            gzipped=_with_head(published.gzipped, headers),
-        )
+        room = self.memory_budget - self.memory_used
+        published = await asyncio.to_thread(_load, app[LIBRARY], title_id, tuple(components), room, headers)
         if len(self._known) >= self.LIMIT:
             self._known.clear()
             self.memory_used = 0
@@ -114,128 +99,143 @@ class PublishedFiles:
             self.memory_used -= self._known.pop(key).memory
 
 
-def answer_headers(headers: dict[str, str], chosen: Representation) -> dict[str, str]:
-    """The headers of a 200 answer from memory: the file's own and the chosen representation's."""
-    answer = headers | {"ETag": chosen.etag, "Last-Modified": chosen.last_modified, "Accept-Ranges": "bytes"}
-    if chosen.gzipped:
-        answer["Content-Encoding"] = "gzip"
-    return answer
-
-
-def _with_head(chosen: Representation | None, headers: dict[str, str]) -> Representation | None:
-    if chosen is None:
-        return None
-    return replace(chosen, head=render_head(200, answer_headers(headers, chosen), len(chosen.body)))
-
-
 def _representation(path: Path, room: int, *, gzipped: bool = False) -> Representation | None:
     try:
         stat = path.stat()
     except OSError:
         return None
-    if stat.st_size > min(PublishedFiles.MAX_FILE, room):
-        return None
-    return replace(_validators(stat), body=path.read_bytes(), gzipped=gzipped)
-
-
-def _validators(stat: os.stat_result) -> Representation:
-    """The ETag and Last-Modified FileResponse sends for a file, with no body."""
+    body = path.read_bytes() if stat.st_size <= min(PublishedFiles.MAX_FILE, room) else None
     return Representation(
-        body=b"",
-        etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+        path=path,
+        size=stat.st_size,
+        etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',  # as aiohttp's FileResponse makes it
         last_modified=formatdate(math.ceil(stat.st_mtime), usegmt=True),  # as aiohttp rounds it
+        body=body,
+        gzipped=gzipped,
     )
 
 
-def _load(library: Library, title_id: str, components: tuple[str, ...], room: int) -> Published:
+def _load(
+    library: Library, title_id: str, components: tuple[str, ...], room: int, headers: dict[str, str]
+) -> Published:
     path = library.title_file(title_id, *components)
     if not path.is_file():
         raise NotFound("not found")
     plain = _representation(path, room)
+    if plain is None:
+        raise NotFound("not found")
     gzipped = None
-    if path.suffix == ".m3u8" and plain is not None:
-        gzipped = _representation(path.with_name(path.name + ".gz"), room - len(plain.body), gzipped=True)
-    return Published(path, {}, plain, gzipped)
+    if path.suffix == ".m3u8":
+        gzipped = _representation(path.with_name(path.name + ".gz"), room - plain.size, gzipped=True)
+    published = Published(headers, plain, gzipped)
+    gzipped = _with_head(published, gzipped) if gzipped is not None else None
+    return replace(published, plain=_with_head(published, plain), gzipped=gzipped)
+
+
+def _with_head(published: Published, chosen: Representation) -> Representation:
+    if chosen.body is None:
+        return chosen
+    return replace(chosen, head=render_head(200, file_headers(published, chosen), chosen.size))
 
 
 PUBLISHED = web.AppKey("published_files", PublishedFiles)
-# Requests FileResponse answers better: conditional (304/412) and partial (206/416).
-_FILE_RESPONSE_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
-_FILE_RESPONSE_FAST = frozenset(name.lower().encode() for name in _FILE_RESPONSE_HEADERS)
 
 
-def _choose(published: Published, accept_encoding: str) -> Representation | None:
-    if published.gzipped is not None and "gzip" in accept_encoding.lower():
-        return published.gzipped
-    return published.plain
+def key_of(tokens: TokenChecker, facts: RequestFacts, now: float) -> tuple[str, ...]:
+    """``(title_id, *components)`` of a delivery path, a signed one's token checked and taken out;
+    Forbidden (403) otherwise."""
+    path = tokens.allowed_path(facts.path, facts.peer, now)
+    return tuple(path.split("/")[2:])
 
 
-async def _serve(request: web.Request, *components: str) -> web.StreamResponse:
-    request.app[TOKENS].allowed_path(request.path, request.remote or "", time.time())
-    published = await request.app[PUBLISHED].find(request, *components)
-    if "Range" in request.headers:
-        return await _serve_range(request, published)
-    if published.plain is None or any(h in request.headers for h in _FILE_RESPONSE_HEADERS):
-        return web.FileResponse(published.path, headers=published.headers)
-    chosen = _choose(published, request.headers.get("Accept-Encoding", ""))
-    assert chosen is not None
-    return web.Response(body=chosen.body, headers=answer_headers(published.headers, chosen))
+class Delivery:
+    """The published-file routes: look up, decide (``origin.answer``), render."""
+
+    def __init__(self, files: PublishedFiles, tokens: TokenChecker, clock: Clock) -> None:
+        self.files = files
+        self.tokens = tokens
+        self.clock = clock
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        now = self.clock()
+        facts = facts_of_request(request)
+        key = key_of(self.tokens, facts, now)
+        published = await self.files.find(request.app, key)
+        decision = decide(published, facts)
+        match decision:
+            case Hit() | NotModified() | Partial():
+                return await _render(request, decision, facts, now)
+            case Reject(error=error):
+                raise error
+            case _:
+                assert_never(decision)
+
+    def fast_answer(self, request: SimpleRequest) -> Answer | None:
+        """The decision for a plain GET/HEAD of a published file already in memory, rendered by the
+        front (service.front) without aiohttp; None sends the request through ``serve``, which answers
+        everything (files not found yet, bodies on disk, errors)."""
+        path = request.path
+        now = self.clock()
+        tokens = self.tokens
+        if tokens.keys is not None or path.startswith(PREFIX):
+            allowed = tokens.path_or_refusal(path, request.peer, now)
+            if isinstance(allowed, Refusal):
+                return None  # ``serve`` answers the refusal
+            path = allowed
+        parts = path.split("/")
+        if len(parts) not in (4, 5) or parts[1] != "titles":
+            return None
+        published = self.files.known(tuple(parts[2:]))
+        if published is None:
+            return None
+        facts = facts_of_simple(request)
+        decision = decide(published, facts)
+        match decision:
+            case Hit(chosen=chosen) if chosen.body is not None:
+                whole = chosen.body if facts.method == "GET" else b""
+                return Answer(chosen.head + date_line(now) + b"\r\n", whole, 200, delivery_route(path))
+            case Hit() | NotModified() | Partial():
+                if decision.chosen.body is None:
+                    return None
+                rendered = reply(decision, facts.method, now)
+                head = render_head(rendered.status, rendered.headers, rendered.content_length) + b"\r\n"
+                body = memoryview(decision.chosen.body)[rendered.start : rendered.stop]
+                return Answer(head, body, rendered.status, delivery_route(path))
+            case Reject():
+                return None  # the error funnel (service.http.errors_as_json) renders it
+            case _:
+                assert_never(decision)
 
 
-async def _serve_range(request: web.Request, published: Published) -> web.StreamResponse:
-    """The cases FileResponse gets wrong: ``bytes=-0`` (416) and a failed If-Range (the whole body,
-    RFC 9110 13.1.5); it serves every other range itself."""
-    stat = await asyncio.to_thread(published.path.stat)
-    plain = _validators(stat)
-    if not if_range_holds(request.headers.get("If-Range"), plain.etag, plain.last_modified):
-        response = web.FileResponse(published.path, headers=published.headers)
-        await response.prepare(request.clone(headers=_without(request.headers, "Range", "If-Range")))
-        return response
-    if byte_range(request.headers["Range"], stat.st_size) == Unsatisfiable():
-        headers = cors_headers(request.app[CONFIG].cors_origin) | {"Content-Range": f"bytes */{stat.st_size}"}
-        return json_error(416, "range not satisfiable", headers)
-    return web.FileResponse(published.path, headers=published.headers)
+async def _render(
+    request: web.Request, served: Served, facts: RequestFacts, now: float
+) -> web.StreamResponse:
+    rendered = reply(served, facts.method, now)
+    response = web.StreamResponse(status=rendered.status, headers=rendered.headers)
+    if rendered.content_length is not None:
+        response.content_length = rendered.content_length
+    await response.prepare(request)
+    chosen = served.chosen
+    if rendered.stop > rendered.start:
+        if chosen.body is not None:
+            await response.write(memoryview(chosen.body)[rendered.start : rendered.stop])
+        else:
+            await _send_file(response, chosen.path, rendered.start, rendered.stop)
+    await response.write_eof()
+    return response
 
 
-def _without(headers: CIMultiDictProxy[str], *names: str) -> CIMultiDict[str]:
-    kept = CIMultiDict(headers)
-    for name in names:
-        kept.popall(name, None)
-    return kept
-
-
-def fast_answer(files: PublishedFiles, tokens: TokenChecker, request: SimpleRequest) -> Answer | None:
-    """A published file already in memory, for a plain GET/HEAD, answered by the front (service.front)
-    without aiohttp; None sends the request through the routes below, which answer everything else."""
-    path = request.path
-    now = time.time()
-    if tokens.keys is not None or path.startswith(PREFIX):
-        allowed = tokens.path_or_refusal(path, request.peer, now)
-        if isinstance(allowed, Refusal):
-            return None  # ``_serve`` answers the refusal
-        path = allowed
-    parts = path.split("/")
-    if len(parts) not in (4, 5) or parts[1] != "titles":
-        return None
-    published = files.known(tuple(parts[2:]))
-    if published is None or published.plain is None:
-        return None
-    headers = request.headers
-    if not _FILE_RESPONSE_FAST.isdisjoint(headers):
-        return None
-    chosen = _choose(published, headers.get(b"accept-encoding", b"").decode("latin-1"))
-    assert chosen is not None
-    head = chosen.head + date_line(now) + b"\r\n"
-    body = chosen.body if request.method == "GET" else b""
-    return Answer(head, body, 200, delivery_route(path))
-
-
-async def master(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "master.m3u8")
-
-
-async def rendition_file(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, request.match_info["rendition"], request.match_info["file"])
+async def _send_file(response: web.StreamResponse, path: Path, start: int, stop: int) -> None:
+    """``[start, stop)`` of a published file, read off the loop in chunks."""
+    with await asyncio.to_thread(open, path, "rb") as file:
+        position = start
+        while position < stop:
+            size = min(READ_CHUNK, stop - position)
+            chunk = await asyncio.to_thread(os.pread, file.fileno(), size, position)
+            if not chunk:
+                raise NotFound("the file shrank while it was sent")  # published files never change
+            await response.write(chunk)
+            position += len(chunk)
 
 
 async def catalog(request: web.Request) -> web.Response:
@@ -258,15 +258,15 @@ def add_routes(app: web.Application) -> None:
     app[PUBLISHED] = files
     tokens = TokenChecker(app[CONFIG].signing_keys)
     app[TOKENS] = tokens
-    fast: FastResponder = functools.partial(fast_answer, files, tokens)
-    app[FAST_PATH] = fast
+    delivery = Delivery(files, tokens, time.time)
+    app[FAST_PATH] = delivery.fast_answer
     preflight = preflight_handler(app[CONFIG].cors_origin)
     for path, handler in (
         ("/titles", catalog),
-        (MASTER_ROUTE, master),
-        (FILE_ROUTE, rendition_file),
-        (SIGNED_ROUTE + MASTER_ROUTE, master),
-        (SIGNED_ROUTE + FILE_ROUTE, rendition_file),
+        (MASTER_ROUTE, delivery.serve),
+        (FILE_ROUTE, delivery.serve),
+        (SIGNED_ROUTE + MASTER_ROUTE, delivery.serve),
+        (SIGNED_ROUTE + FILE_ROUTE, delivery.serve),
     ):
         resource = app.router.add_resource(path)
         resource.add_route("GET", handler)

@@ -1,19 +1,27 @@
 """The protocol in front of aiohttp on every connection: a fast path for plain cached GETs, a header-read
 timeout and the keep-alive idle timeout.
 
-Fast path: a plain keep-alive ``GET``/``HEAD`` (HTTP/1.1, no body, a path of plain characters) that the
-app can answer from memory — an edge's fresh hit, an origin's published playlist — is answered right in
-``data_received`` with one write (a large one at the end of the loop pass: ``Outbox``): no request
-object, no task, no middleware chain. On a 2-core machine
-aiohttp's web layer alone costs about half a playlist hit's CPU time (bench/edge), and the common case
-needs none of it. Everything else (a miss, a Range or conditional request, a body, an odd request line,
-anything the recogniser is unsure of) goes to aiohttp's own parser and handlers unchanged. The recogniser
-never rejects: it only says "simple" or "not simple".
+Fast path: a plain keep-alive ``GET``/``HEAD`` (HTTP/1.1, no body, a path of plain characters) whose
+answer the app's responder can render without waiting — an edge's object in memory, an origin's
+published file in memory; the responder renders the same decision aiohttp's handler would (edge.answer,
+origin.answer) — is answered right in ``data_received`` with one write (a large one at the end of the
+loop pass: ``Outbox``): no request object, no task, no middleware chain. On a 2-core machine aiohttp's
+web layer alone costs about half a playlist hit's CPU time (bench/edge), and the common case needs none
+of it. Everything else (a miss, a revalidation, a refusal, a body, an odd request line, anything the
+recogniser is unsure of) goes to aiohttp's own parser and handlers unchanged. The recogniser never
+rejects: it only says "simple" or "not simple".
 
 Order on a connection is kept: a request handed to aiohttp is handed over alone (exactly its head, for
-a request without a body), and what follows it waits here until aiohttp has finished that response
-(``AccessLog`` reports each finished response through ``slow_response_done``). A request that may carry
-a body, or an upgrade, hands the rest of the connection to aiohttp for good.
+a request without a body), and what follows it waits here until aiohttp has finished that response. The
+front keeps its own count of the requests aiohttp is answering on each connection, from
+``report_to_front``, the outermost middleware of every app it serves: it tells the front when aiohttp's
+handlers start a request and once its response is written whole (it prepares and ends the response
+itself; aiohttp's own prepare and write_eof are then no-ops). A request that may carry a body, or an
+upgrade, or one whose handler failed, hands the rest of the connection to aiohttp for good.
+
+Only aiohttp's public API is used: ``BaseRunner.server`` as the protocol factory, the middleware, and
+``StreamResponse.prepare``/``write_eof``/``keep_alive``. tests/service/test_aiohttp_contract.py checks the
+behaviours relied on, for an upgrade of the pinned aiohttp series.
 
 Timeouts: aiohttp has only an idle keep-alive timeout, and it cannot see requests answered here, so the
 front owns both: a client that starts a request and does not finish its headers within
@@ -27,23 +35,21 @@ import asyncio
 import functools
 import logging
 import re
+import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+
+from service.errors import error_parts
 
 logger = logging.getLogger("surge.front")
 
-TIMEOUT_HEAD = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
-    b"Content-Length: 48\r\n"
-)
-TIMEOUT_BODY = b'{"error": "the request headers came too slowly"}'
+TIMEOUT = error_parts(408, "the request headers came too slowly", {"Connection": "close"})
 
 MAX_HEAD = 8190  # aiohttp's own line limit; a longer head goes to aiohttp, which answers 400/431
 DEFER_BODY = 64 * 1024  # answers this large are written at the end of the loop pass (Outbox)
@@ -120,17 +126,30 @@ def render_head(status: int, headers: Mapping[str, str], content_length: int | N
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
+def header_lines(headers: Mapping[str, str]) -> bytes:
+    """``Name: value\r\n`` for each header."""
+    return "".join([f"{name}: {value}\r\n" for name, value in headers.items()]).encode("utf-8")
+
+
 class _DateCache:
     second = -1
+    text = ""
     line = b""
 
 
-def date_line(now: float) -> bytes:
-    """``Date: <IMF-fixdate>\\r\\n`` for ``now``, formatted once per second."""
+def http_date(now: float) -> str:
+    """The IMF-fixdate of ``now`` (RFC 9110 5.6.7), formatted once per second."""
     second = int(now)
     if second != _DateCache.second:
-        _DateCache.line = f"Date: {formatdate(second, usegmt=True)}\r\n".encode()
+        _DateCache.text = formatdate(second, usegmt=True)
+        _DateCache.line = f"Date: {_DateCache.text}\r\n".encode()
         _DateCache.second = second
+    return _DateCache.text
+
+
+def date_line(now: float) -> bytes:
+    """``Date: <IMF-fixdate>\r\n`` for ``now``, formatted once per second."""
+    http_date(now)
     return _DateCache.line
 
 
@@ -180,7 +199,9 @@ class Outbox:
 
 
 class FrontProtocol(asyncio.Protocol):
-    def __init__(self, inner: RequestHandler, settings: FrontSettings, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self, inner: asyncio.Protocol, settings: FrontSettings, outbox: Outbox | None = None
+    ) -> None:
         self.inner = inner
         self.settings = settings
         self._loop = asyncio.get_running_loop()
@@ -190,6 +211,7 @@ class FrontProtocol(asyncio.Protocol):
         self._pending = b""  # received, not yet answered nor handed over
         self._slow = False  # a request handed to aiohttp, its response not finished
         self._handed_over = False  # aiohttp has the rest of this connection
+        self._in_aiohttp = 0  # requests aiohttp's handlers are answering now (report_to_front)
         self._write_paused = False
         self._read_paused = False
         self._peer = ""
@@ -237,19 +259,34 @@ class FrontProtocol(asyncio.Protocol):
         if self._pending and not self._handed_over:
             self._serve_pending()
 
-    # Called by AccessLog once aiohttp has finished a response on this connection.
+    # Called by report_to_front, from inside aiohttp's handling of a request on this connection.
 
-    def slow_response_done(self, keep_alive: bool) -> None:
+    def aiohttp_started(self) -> None:
+        self._in_aiohttp += 1
+        self._cancel_header_deadline()
+
+    def aiohttp_finished(self, keep_alive: bool) -> None:
+        """The response is written whole: what follows may be answered here again."""
+        self._in_aiohttp -= 1
+        self._last_active = self._loop.time()
         if not self._slow:
             return
         self._slow = False
-        self._last_active = self._loop.time()
         if not keep_alive:
             self._pending = b""
             self._handed_over = True  # aiohttp closes the connection; nothing more is answered here
         elif self._pending:
             # Not from inside aiohttp's handler: carry on once it has wound down this request.
             self._loop.call_soon(self._serve_pending)
+
+    def aiohttp_failed(self) -> None:
+        """aiohttp answers (or closes) after the handler, when the front cannot know (the handler
+        raised, or its response is one aiohttp must prepare itself): it gets the rest of the
+        connection."""
+        self._in_aiohttp -= 1
+        self._slow = False
+        if not self._handed_over:
+            self._hand_over(self._pending)
 
     # The work.
 
@@ -289,15 +326,11 @@ class FrontProtocol(asyncio.Protocol):
             self._slow = True
             self.inner.data_received(pending[: end + 4])
             pending = pending[end + 4 :]
-            if not self._aiohttp_has_request():
-                # aiohttp did not see one whole request in it (an odd protocol line, say): let it have
-                # the connection rather than wait for an answer that will not come.
-                self._slow = False
-                self._hand_over(pending)
-                return
         self._pending = pending
         self._flow_control()
-        if pending and not self._slow:
+        if self._waiting_for_headers():
+            # Also a head aiohttp has not taken as a whole request (an odd protocol line): it gets an
+            # answer (400) or a 408 once the header timeout passes, never a hang.
             self._start_header_deadline()
         else:
             self._cancel_header_deadline()
@@ -343,8 +376,9 @@ class FrontProtocol(asyncio.Protocol):
             self._read_paused = False
             self.transport.resume_reading()
         self._cancel_header_deadline()
-        self.inner.data_received(data)
-        self._watch_aiohttp_headers()
+        if data:
+            self.inner.data_received(data)
+            self._watch_aiohttp_headers()
 
     def _flow_control(self) -> None:
         transport = self.transport
@@ -359,19 +393,18 @@ class FrontProtocol(asyncio.Protocol):
 
     # Header timeout.
 
-    def _aiohttp_has_request(self) -> bool:
-        return bool(self.inner._request_in_progress or self.inner._messages)
-
     def _watch_aiohttp_headers(self) -> None:
-        if self._aiohttp_has_request():
+        if self._in_aiohttp:
             self._cancel_header_deadline()
         else:
             self._start_header_deadline()
 
     def _waiting_for_headers(self) -> bool:
         if self._handed_over:
-            return not self._aiohttp_has_request()
-        return bool(self._pending) and not self._slow and self._deferred is None
+            return not self._in_aiohttp
+        if self._slow:
+            return not self._in_aiohttp  # handed over, not taken up as a request yet
+        return bool(self._pending) and self._deferred is None
 
     def _start_header_deadline(self) -> None:
         if self._header_deadline is None:
@@ -386,7 +419,8 @@ class FrontProtocol(asyncio.Protocol):
         self._header_deadline = None
         transport = self.transport
         if transport is not None and not transport.is_closing() and self._waiting_for_headers():
-            transport.write(TIMEOUT_HEAD + date_line(time.time()) + b"\r\n" + TIMEOUT_BODY)
+            status, headers, body = TIMEOUT
+            transport.write(render_head(status, headers, len(body)) + date_line(time.time()) + b"\r\n" + body)
             transport.close()
 
     # Idle timeout.
@@ -396,7 +430,7 @@ class FrontProtocol(asyncio.Protocol):
         if transport is not None and transport.get_write_buffer_size():
             return True
         if self._handed_over:
-            return self._aiohttp_has_request()
+            return self._in_aiohttp > 0
         return self._slow or bool(self._pending) or self._deferred is not None
 
     def _check_idle(self) -> None:
@@ -412,27 +446,92 @@ class FrontProtocol(asyncio.Protocol):
         self._idle_timer = self._loop.call_at(max(idle_until, now + 1.0), self._check_idle)
 
 
-class FrontSite(web.TCPSite):
-    """A TCPSite whose connections get the front protocol."""
+def _front_of(request: web.BaseRequest) -> FrontProtocol | None:
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol if isinstance(protocol, FrontProtocol) else None
+
+
+@web.middleware
+async def report_to_front(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The outermost middleware of an app behind the front: it tells the connection's front when a
+    request starts, and when its response is written whole. A response whose ``prepare`` is
+    StreamResponse's (idempotent: aiohttp calls it again, and ``write_eof``, as no-ops) is prepared and
+    ended here; any other (a FileResponse sends its file again on a second ``prepare``) is left to
+    aiohttp, and the front then leaves it the rest of the connection."""
+    front = _front_of(request)
+    if front is None:
+        return await handler(request)
+    front.aiohttp_started()
+    try:
+        response = await handler(request)
+    except BaseException:
+        front.aiohttp_failed()
+        raise
+    if not response.prepared and type(response).prepare is not web.StreamResponse.prepare:
+        front.aiohttp_failed()
+        return response
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        front.aiohttp_failed()  # the client left: aiohttp winds the request down as it would have
+        return response
+    front.aiohttp_finished(bool(response.keep_alive))
+    return response
+
+
+class FrontServer:
+    """A listening socket whose connections get the front protocol, in front of the runner's aiohttp
+    server (``BaseRunner.server``, aiohttp's protocol factory); the runner's app must have
+    ``report_to_front`` as its outermost middleware (``install``)."""
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, settings: FrontSettings, **kwargs: Any
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        settings: FrontSettings,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_address: bool = True,
     ) -> None:
-        super().__init__(runner, host, port, **kwargs)
+        self.runner = runner
+        self.host = host
+        self.port = port
         self.settings = settings
+        self.ssl_context = ssl_context
+        self.reuse_address = reuse_address
+        self._server: asyncio.Server | None = None
+
+    @staticmethod
+    def install(app: web.Application) -> None:
+        """Before the runner's setup: make ``report_to_front`` the outermost middleware."""
+        app.middlewares.insert(0, report_to_front)
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)
-        server = self._runner.server
-        assert server is not None
+        server = self.runner.server
+        if server is None:
+            raise RuntimeError("call runner.setup() before starting the front")
         loop = asyncio.get_running_loop()
         settings, outbox = self.settings, Outbox(loop)
         self._server = await loop.create_server(
             lambda: FrontProtocol(server(), settings, outbox),
-            self._host,
-            self._port,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-            backlog=self._backlog,
-            ssl=self._ssl_context,  # the front then reads and writes plain bytes over TLS
+            self.host,
+            self.port,
+            reuse_address=self.reuse_address,
+            ssl=self.ssl_context,  # the front then reads and writes plain bytes over TLS
         )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        if self._server is None:
+            return []
+        return [socket.getsockname()[:2] for socket in self._server.sockets]
+
+    def stop(self) -> None:
+        """Stop accepting; connections already open keep being served."""
+        if self._server is not None:
+            self._server.close()

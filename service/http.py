@@ -19,49 +19,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from media.errors import SurgeError
-from service.front import Answer, FrontProtocol, SimpleRequest
+from service.front import Answer, SimpleRequest
 from service.logs import RequestLines, log, loggable_path
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 logger = logging.getLogger("surge.http")
-
-
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
-
-
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Domain errors and aiohttp's HTTP errors become ``{"error": "..."}`` with the right status."""
-    try:
-        return await handler(request)
-    except SurgeError as err:
-        return json_error(err.status, err.message, err.headers)
-    except web.HTTPException as err:
-        if err.status < 400 or err.content_type == "application/json":
-            raise
-        message = err.reason if err.text is None or err.text.startswith(f"{err.status}:") else err.text
-        headers = {
-            k: v for k, v in err.headers.items() if k.lower() in ("allow", "www-authenticate", "location")
-        }
-        return json_error(err.status, message, headers)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        if client_gone(request):
-            # nginx's 499: the client closed the connection (an aborted upload); no answer reaches it.
-            return json_error(CLIENT_CLOSED, "the client closed the connection")
-        log(logger, "unhandled error", logging.ERROR, method=request.method, path=request.path, exc_info=True)
-        return json_error(500, "internal server error")
-
-
-CLIENT_CLOSED = 499
-
-
-def client_gone(request: web.BaseRequest) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -169,9 +131,6 @@ class AccessLog(AbstractAccessLogger):
         return type(cls.__name__, (cls,), {"app": app})
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        transport = request.transport
-        if transport is not None and isinstance(front := transport.get_protocol(), FrontProtocol):
-            front.slow_response_done(bool(response.keep_alive))
         size = response.body_length
         if not size and request.method != "HEAD" and response.status in (200, 206):
             size = response.content_length or 0  # sendfile bypasses the body counter

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from media.errors import SurgeError
-from service.front import FAST_PATH, FrontSettings, FrontSite
+from service.front import FAST_PATH, FrontServer, FrontSettings
 from service.http import IN_FLIGHT, METRICS, SERVER_INFO, SITE_NAME, AccessLog, FastAccess
 from service.logs import LIFECYCLE_LOGGER, log
 from service.tls import TlsFiles, reload, scheme, server_context
@@ -26,6 +27,9 @@ from service.urls import advertised_url
 
 logger = logging.getLogger(LIFECYCLE_LOGGER)
 access_logger = logging.getLogger("surge.access")
+# Set to 1, every request goes through aiohttp's handlers: the same answers (each is decided once and
+# only rendered by either path), for comparing the two paths or ruling the front out.
+NO_FAST_PATH_ENV = "SURGE_NO_FAST_PATH"
 # aiohttp's keep-alive timer cannot see the requests the front answers itself, so the front closes idle
 # connections (FrontSettings.idle_timeout) and aiohttp's timer is pushed out of the way.
 AIOHTTP_KEEPALIVE = 7 * 24 * 3600.0
@@ -98,10 +102,12 @@ async def serve_all(
     runners: list[web.AppRunner] = []
     apps: list[web.Application] = []
     accesses: list[FastAccess] = []
+    fronts: list[FrontServer] = []
     try:
         for site in sites:
             app = site.app if isinstance(site.app, web.Application) else site.app()
             app[SITE_NAME] = site.name
+            FrontServer.install(app)
             apps.append(app)
             runner = web.AppRunner(
                 app,
@@ -122,12 +128,13 @@ async def serve_all(
             settings = FrontSettings(
                 header_timeout=header_timeout,
                 idle_timeout=keepalive_timeout,
-                responder=app.get(FAST_PATH),
+                responder=None if os.environ.get(NO_FAST_PATH_ENV) == "1" else app.get(FAST_PATH),
                 on_answer=access.observe,
             )
-            tcp = FrontSite(runner, site.host, site.port, settings, reuse_address=True, ssl_context=context)
-            await tcp.start()
-            bound = runner.addresses[0]
+            front = FrontServer(runner, site.host, site.port, settings, ssl_context=context)
+            await front.start()
+            fronts.append(front)
+            bound = front.addresses[0]
             url = advertised_url(
                 site.host,
                 bound[1],
@@ -142,9 +149,8 @@ async def serve_all(
         await stop.wait()
         trackers = [tracker for app in apps if (tracker := app.get(IN_FLIGHT)) is not None]
         log(logger, "shutting down", in_flight=sum(t.count for t in trackers), timeout_s=shutdown_timeout)
-        for runner in runners:
-            for running_site in list(runner.sites):
-                await running_site.stop()  # stop accepting; connections already open keep being served
+        for front in fronts:
+            front.stop()  # stop accepting; connections already open keep being served
         for tracker in trackers:
             if not await tracker.wait_idle(shutdown_timeout):
                 log(logger, "in-flight requests cut off", logging.WARNING, in_flight=tracker.count)

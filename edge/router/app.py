@@ -31,7 +31,8 @@ from media.hls import parse_master, render_master
 from media.ids import validate_title_id
 from service.auth import check_bearer
 from service.cors import preflight_handler
-from service.http import METRICS, RequestMetrics, errors_as_json, readiness_response, track_in_flight
+from service.errors import errors_as_json
+from service.http import METRICS, RequestMetrics, readiness_response, track_in_flight
 from service.logs import log
 
 FLEET = web.AppKey("fleet", Fleet)

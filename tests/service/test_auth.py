@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from service.auth import NO_TOKEN, check_bearer
-from service.http import errors_as_json
+from service.errors import errors_as_json
 from tests.conftest import serve_locally
 
 TOKEN = "s3cret-tökén-value"

@@ -10,7 +10,7 @@ import os
 import pytest
 from aiohttp import web
 
-from service.front import Answer, FrontSettings, FrontSite, SimpleRequest
+from service.front import Answer, FrontServer, FrontSettings, SimpleRequest
 
 BODY = os.urandom(200_000)  # large enough to be written at the end of the pass
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY)
@@ -29,8 +29,9 @@ async def test_a_failing_connection_closes_alone(caplog: pytest.LogCaptureFixtur
     runner = web.AppRunner(web.Application(), access_log=None)
     await runner.setup()
     settings = FrontSettings(responder=answer_everything, on_answer=fail_on_bad)
-    await FrontSite(runner, "127.0.0.1", 0, settings).start()
-    port = runner.addresses[0][1]
+    front = FrontServer(runner, "127.0.0.1", 0, settings)
+    await front.start()
+    port = front.addresses[0][1]
     try:
         paths = ["/good", "/bad", "/good", "/good"]
         connections = [await asyncio.open_connection("127.0.0.1", port) for _ in paths]
@@ -46,4 +47,5 @@ async def test_a_failing_connection_closes_alone(caplog: pytest.LogCaptureFixtur
             writer.close()
         assert any("connection is closed" in r.message and r.levelno == logging.ERROR for r in caplog.records)
     finally:
+        front.stop()
         await runner.cleanup()
