@@ -44,11 +44,16 @@ def load_or_create_token(path: Path, configured: str | None = None) -> tuple[str
     return token, str(path)
 
 
-def check_bearer(request: web.Request, token: str) -> None:
-    """401 without credentials, 403 with wrong ones; compared in constant time."""
+def bearer_token(request: web.Request, what: str = "admin token") -> str:
+    """The request's bearer token; 401 without one."""
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        raise Unauthorized("missing admin token: send Authorization: Bearer <token>")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized(f"missing {what}: send Authorization: Bearer <token>")
+    return given.strip()
+
+
+def check_bearer(request: web.Request, token: str) -> None:
+    """401 without credentials, 403 with wrong ones; compared in constant time."""
+    if not hmac.compare_digest(bearer_token(request).encode(), token.encode()):
         raise Forbidden("wrong admin token")
