@@ -26,6 +26,7 @@ from service.http import METRICS, RequestMetrics, errors_as_json, readiness_resp
 from service.logs import log
 
 logger = logging.getLogger("surge.origin")
+BACKEND = web.AppKey("packager_backend", PackagerBackend)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -43,7 +44,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                          max_attempts=config.packaging_attempts, retry_delay=config.retry_delay)  # fmt: skip
     else:
         queue = app[REMOTE] = RemoteQueue(
-            library, store, config.package, _backend(config),
+            library, store, config.package, app.get(BACKEND) or _backend(config),
             lease_duration=config.lease_duration, start_timeout=config.lease_start_timeout,
             max_attempts=config.packaging_attempts, retry_delay=config.retry_delay,
             max_file=config.max_upload, min_free_disk=config.min_free_disk,
@@ -100,7 +101,8 @@ async def readyz(request: web.Request) -> web.Response:
     return readiness_response({"store": store_problem, "library": library_problem})
 
 
-def make_app(config: OriginConfig) -> web.Application:
+def make_app(config: OriginConfig, packagers: PackagerBackend | None = None) -> web.Application:
+    """``packagers``: who runs the workers of ``--packagers ray|processes`` (default: as configured)."""
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry, "surge_origin")
     jobs_gauge = Gauge("surge_origin_titles", "Titles by status", ["status"], registry=registry)
@@ -111,6 +113,8 @@ def make_app(config: OriginConfig) -> web.Application:
     app[LIBRARY] = Library(config.data)
     app[METRICS] = metrics
     app[FLEET_LINK] = FleetLink(config.fleet)
+    if packagers is not None:
+        app[BACKEND] = packagers
     app.cleanup_ctx.append(_resources)
 
     async def handle_metrics(request: web.Request) -> web.Response:

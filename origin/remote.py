@@ -53,9 +53,14 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def staging_path(library: Library, job_id: str, attempt: int) -> Path:
-    """Where the files of one lease go: ``staging/<id>.<attempt>`` (DESIGN.md "On disk")."""
-    return library.staging_dir / f"{job_id}.{attempt}"
+def lease_tag(token_digest: str) -> str:
+    """A lease's public name, unique per lease (its token's hash, shortened; the token stays secret)."""
+    return token_digest[:12]
+
+
+def staging_path(library: Library, job_id: str, tag: str) -> Path:
+    """Where the files of one lease go: ``staging/<id>.<lease tag>`` (DESIGN.md "On disk")."""
+    return library.staging_dir / f"{job_id}.{tag}"
 
 
 def split_upload_path(text: str) -> list[str]:
@@ -195,7 +200,7 @@ class RemoteQueue:
 
     async def start(self) -> None:
         leases = await self.store.leases()
-        kept = {staging_path(self.library, row.id, row.attempts).name for row in leases}
+        kept = {staging_path(self.library, row.id, lease_tag(row.token_hash)).name for row in leases}
         await asyncio.to_thread(self._clean_leftovers, kept)
         requeued = await self.store.requeue_interrupted(keep_leases=True)
         if requeued:
@@ -275,13 +280,15 @@ class RemoteQueue:
     async def _lease_job(self, job_id: str) -> None:
         assert self.origin_url is not None
         token = secrets.token_urlsafe(32)
+        digest = token_hash(token)
+        tag = lease_tag(digest)
         others = {r.id for r in await self.store.list(Status.QUEUED)} - {job_id}
-        record = await self.store.lease_next(token_hash(token), self.clock() + self.start_timeout, others)
+        record = await self.store.lease_next(digest, self.clock() + self.start_timeout, others)
         if record is None:
             return  # deleted meanwhile
         self._backoff.pop(job_id, None)
         self._leased += 1
-        await asyncio.to_thread(staging_path(self.library, job_id, record.attempts).mkdir, parents=True,
+        await asyncio.to_thread(staging_path(self.library, job_id, tag).mkdir, parents=True,
                                 exist_ok=True)  # fmt: skip
         jobs = f"{self.origin_url}{INTERNAL_PREFIX}/{job_id}"
         task = WorkerTask(TaskKind.PACKAGE_TITLE, job_id, source_url=f"{jobs}/source",
@@ -290,7 +297,7 @@ class RemoteQueue:
         self._progress[job_id] = 0.0
         log(logger, "packaging leased", title=job_id, attempt=record.attempts)
         try:
-            await self.backend.start(task, run_name(job_id, record.attempts))
+            await self.backend.start(task, run_name(job_id, tag))
         except (SurgeError, OSError) as err:  # the lease runs out and the job goes back to the queue
             log(logger, "packaging worker not started", logging.WARNING, title=job_id, error=str(err))
 
@@ -356,8 +363,8 @@ class RemoteQueue:
     async def _discard(self, row: LeaseRow) -> None:
         """After a lease ended without a publish: its worker stopped, its staging gone."""
         self._progress.pop(row.id, None)
-        await self.backend.stop(run_name(row.id, row.attempts))
-        await asyncio.to_thread(remove_staging, staging_path(self.library, row.id, row.attempts))
+        await self.backend.stop(run_name(row.id, lease_tag(row.token_hash)))
+        await asyncio.to_thread(remove_staging, staging_path(self.library, row.id, lease_tag(row.token_hash)))
 
     # --- what the internal routes ask (origin/workers.py)
 
@@ -398,7 +405,7 @@ class RemoteQueue:
             raise Forbidden("this job is being finished: no more files")
         if declared is not None and declared > self.max_file:
             raise PayloadTooLarge(f"a file of {declared} bytes is over the {self.max_file} byte limit")
-        staging = staging_path(self.library, job_id, row.attempts)
+        staging = staging_path(self.library, job_id, lease_tag(row.token_hash))
         try:
             target = await asyncio.to_thread(_prepare_target, staging, components)
         except FileNotFoundError:
@@ -458,7 +465,7 @@ class RemoteQueue:
             self._finishing.pop(job_id).set()
 
     def _finish(self, row: LeaseRow, name: str) -> TitleInfo:
-        staging = staging_path(self.library, row.id, row.attempts)
+        staging = staging_path(self.library, row.id, lease_tag(row.token_hash))
         destination = self.library.title_dir(row.id)
         try:
             plan = plan_title(self.library.source_path(row.id), self.config)
@@ -476,9 +483,9 @@ class RemoteQueue:
         return await self._fail(row, leasing.worker_error(error_type, message, exit_code))
 
 
-def run_name(job_id: str, attempt: int) -> str:
+def run_name(job_id: str, tag: str) -> str:
     """The name of the worker run of one lease (a Ray actor's name)."""
-    return f"packager-{job_id}-{attempt}"
+    return f"packager-{job_id}-{tag}"
 
 
 def _prepare_target(staging: Path, components: list[str]) -> Path:
