@@ -315,9 +315,11 @@ class RemoteQueue:
                     log(logger, "packaging worker never started", logging.WARNING, title=row.id)
                     await self._discard(row)
             case Retry() | GiveUp():
-                await self._fail(row, leasing.worker_lost(self.lease_duration))
+                await self._fail(row, leasing.worker_lost(self.lease_duration), stop_worker=True)
 
-    async def _fail(self, row: LeaseRow, failure: Failure) -> Verdict:
+    async def _fail(self, row: LeaseRow, failure: Failure, stop_worker: bool = False) -> Verdict:
+        """``stop_worker``: the worker is lost (a worker that reported the failure itself is left to end
+        on its own, cleaning up its machine's temporary files)."""
         decision = leasing.after_remote_failure(failure, row.attempts, row.last_failure, self.max_attempts,
                                                 self.retry_delay)  # fmt: skip
         match decision:
@@ -356,14 +358,15 @@ class RemoteQueue:
                 outcome=verdict.status,
                 error=failure.reason,
             )
-            await self._discard(row)
+            await self._discard(row, stop_worker)
         self.wake()
         return verdict
 
-    async def _discard(self, row: LeaseRow) -> None:
-        """After a lease ended without a publish: its worker stopped, its staging gone."""
+    async def _discard(self, row: LeaseRow, stop_worker: bool = True) -> None:
+        """After a lease ended without a publish: its staging gone, its worker stopped."""
         self._progress.pop(row.id, None)
-        await self.backend.stop(run_name(row.id, lease_tag(row.token_hash)))
+        if stop_worker:
+            await self.backend.stop(run_name(row.id, lease_tag(row.token_hash)))
         await asyncio.to_thread(remove_staging, staging_path(self.library, row.id, lease_tag(row.token_hash)))
 
     # --- what the internal routes ask (origin/workers.py)
