@@ -170,7 +170,9 @@ class Origin:
         while True:
             await asyncio.sleep(self.task.renew_every)
             try:
-                lease_seconds = await asyncio.wait_for(self.renew(), max(1.0, self.task.renew_every))
+                # An answer is still in time until the lease runs out (a busy link, a lost SYN's 1 s).
+                patience = max(1.0, lease_seconds - self.task.renew_every)
+                lease_seconds = await asyncio.wait_for(self.renew(), patience)
                 answered = self.clock()
             except (aiohttp.ClientError, TimeoutError, SurgeError) as err:
                 if isinstance(err, LeaseLost) or self.clock() - answered >= lease_seconds:
