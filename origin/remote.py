@@ -279,6 +279,12 @@ class RemoteQueue:
 
     async def _lease_job(self, job_id: str) -> None:
         assert self.origin_url is not None
+        published = self.library.title_dir(job_id) / TITLE_JSON
+        if await asyncio.to_thread(published.is_file):
+            # Published just before a crash, before the store heard of it (or by surge demo).
+            info = TitleInfo.from_json(await asyncio.to_thread(published.read_text))
+            await self.store.update(job_id, status=Status.READY, progress=1.0, duration=info.duration)
+            return
         token = secrets.token_urlsafe(32)
         digest = token_hash(token)
         tag = lease_tag(digest)

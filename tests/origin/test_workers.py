@@ -375,3 +375,59 @@ def test_ray_packagers_refuse_a_loopback_origin(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode != 0 and "loopback" in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+async def test_a_source_the_worker_cannot_read_fails_twice_the_same_way(
+    origin: Origin, small_source: Path, tmp_path: Path
+) -> None:
+    """The worker's own failure path: it reports what broke, the origin decides."""
+    title = await origin.upload(small_source)
+    source = origin.data / "sources" / title / "source"
+    source.write_bytes(source.read_bytes()[:2000])  # damaged on disk after the upload was probed
+    outcomes = []
+    for attempt in (1, 2):
+        task, _ = await origin.backend.next()
+        workdir = tmp_path / f"worker{attempt}"
+        workdir.mkdir()
+        outcomes.append(await run_task(task, workdir))
+        assert origin.staging() == []
+    assert [o.state for o in outcomes] == ["queued", "failed"], outcomes
+    final = await origin.status(title)
+    assert final["status"] == "failed" and final["error"].startswith("failed twice the same way: ")
+    assert outcomes[1].detail == final["error"]
+
+
+async def test_a_restarted_origin_honours_a_running_lease(tmp_path: Path, small_source: Path) -> None:
+    """The lease is in the store: the worker goes on against the new origin process and finishes."""
+    runner, first = await start_origin(tmp_path)
+    port = URL(first.url).port
+    try:
+        title = await first.upload(small_source)
+        task, _ = await first.backend.next()
+        async with first.session.post(f"{task.control_url}/renew", headers=bearer(task.token),
+                                      json={"progress": 0.2}) as response:  # fmt: skip
+            assert response.status == 200
+        kept = first.staging()
+    finally:
+        await first.session.close()
+        await runner.cleanup()
+    backend = HeldTasks()
+    config = OriginConfig(data=first.data, admin_token=TOKEN, packagers="processes",
+                          package=PackageConfig(preset="ultrafast"))  # fmt: skip
+    app = make_app(config, packagers=backend)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()  # the same advertised URL
+    on_listening(app, first.url)
+    try:
+        async with aiohttp.ClientSession() as session:
+            second = Origin(first.url, first.data, backend, session)
+            assert second.staging() == kept  # the lease's staging survived the restart
+            assert (await second.status(title))["status"] == "packaging"
+            workdir = tmp_path / "worker"
+            workdir.mkdir()
+            assert await run_task(task, workdir) == Outcome("ready", "")
+            assert (await second.status(title))["status"] == "ready"
+            assert backend.tasks.empty()  # never leased again
+    finally:
+        await runner.cleanup()
