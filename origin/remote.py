@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import sys
 import time
 import uuid
@@ -249,8 +250,10 @@ class RemoteQueue:
         while True:
             try:
                 await self.dispatch()
-            except (OSError, SurgeError) as err:  # a store that cannot write, a cluster that does not answer
+            except (sqlite3.Error, OSError, SurgeError) as err:  # a full disk, a cluster that does not answer
                 log(logger, "packaging dispatch stalled", logging.ERROR, error=str(err))
+            except Exception:  # a bug: keep the queue alive, say what happened
+                log(logger, "packaging dispatch crashed", logging.ERROR, exc_info=True)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
