@@ -45,7 +45,7 @@ from transcoder.worker import TaskKind, WorkerTask
 logger = logging.getLogger("surge.jobs")
 Clock = Callable[[], float]
 INTERNAL_PREFIX = "/internal/jobs"
-MAX_DEPTH = 3  # rendition/file, or a sub-path such as chunks/<n>/file
+MAX_DEPTH = 4  # rendition/file, or under a sub-path such as chunks/<n>/rendition/file
 UPLOAD_CHUNK = 1024 * 1024
 TRASH_PREFIX = ".trash-"
 

@@ -125,10 +125,17 @@ async def _work(origin: Origin, workdir: Path) -> Outcome:
     await origin.fetch_source(source)
     match task.kind:
         case TaskKind.PACKAGE_TITLE:
-            plan = await asyncio.to_thread(plan_title, source, task.config)
-            await encode_title(plan, output, task.config, origin.set_progress)
+            await produce_title(task, source, output, origin.set_progress)
     await origin.upload_tree(output)
     return await origin.done()
+
+
+async def produce_title(
+    task: WorkerTask, source: Path, output: Path, on_progress: Callable[[float], None]
+) -> None:
+    """``TaskKind.PACKAGE_TITLE``: ffmpeg's output for the whole title into ``output``."""
+    plan = await asyncio.to_thread(plan_title, source, task.config)
+    await encode_title(plan, output, task.config, on_progress)
 
 
 @dataclass

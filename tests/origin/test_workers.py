@@ -163,7 +163,9 @@ async def test_internal_routes_check_the_token_and_every_path(origin: Origin, sm
 
     [staging_name] = origin.staging()
     staging = origin.data / "staging" / staging_name
-    for bad in ["..%2F..%2Fescape", "%2E%2E/escape", ".hidden", "a/b/c/d", "a//b", "360p/..", "a/%2E%2E%2Fb"]:
+    bad_paths = ["..%2F..%2Fescape", "%2E%2E/escape", ".hidden", "a/b/c/d/e", "a//b", "360p/..",
+                 "a/%2E%2E%2Fb"]  # fmt: skip
+    for bad in bad_paths:
         url = URL(f"{task.upload_url}{bad}", encoded=True)
         async with session.put(url, data=b"x", headers=bearer(task.token)) as response:
             body = await response.json()
@@ -183,6 +185,11 @@ async def test_internal_routes_check_the_token_and_every_path(origin: Origin, sm
                            headers=bearer(task.token)) as response:  # fmt: skip
         assert response.status == 201 and (await response.json())["size"] == 4
     assert files_under(staging) == ["360p/seg_00000.m4s"]
+    # A sub-path, as the output of one chunk of a title would go.
+    async with session.put(task.upload_url + "chunks/0003/360p/seg_00000.m4s", data=b"chunk",
+                           headers=bearer(task.token)) as response:  # fmt: skip
+        assert response.status == 201
+    assert files_under(staging) == ["360p/seg_00000.m4s", "chunks/0003/360p/seg_00000.m4s"]
 
     # Bad renewals and reports: 400 with a message.
     for body in ({"progress": "half"}, {"progress": float("nan")}, [1]):
