@@ -72,7 +72,8 @@ def cluster() -> Iterator[Cluster]:
                 ray_cluster.add_node(host, EDGE_UNITS)
             for host in packagers:
                 ray_cluster.add_node(host, PACKAGER_UNITS)
-            ray_cluster.wait_for_nodes(1 + EDGE_HOSTS + PACKAGER_HOSTS)
+            # Six Ray nodes start at once: on a busy two-core machine that can take over a minute.
+            ray_cluster.wait_for_nodes(1 + EDGE_HOSTS + PACKAGER_HOSTS, timeout=120)
             yield Cluster(lab, ray_cluster, hosts, player, packagers)
         finally:
             os.environ.pop("RAY_AUTH_MODE", None)
