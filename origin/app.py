@@ -10,20 +10,24 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+from media.errors import SurgeError
 from media.layout import Library
-from origin import admin, delivery
+from origin import admin, delivery, workers
 from origin import web as web_pages
 from origin.auth import load_or_create_token
 from origin.config import OriginConfig
 from origin.fleet import FLEET_LINK, FleetLink
-from origin.jobs import JobQueue
+from origin.jobs import JobQueue, PackagingQueue
 from origin.keys import CONFIG, LIBRARY, QUEUE, STORE, TOKEN
+from origin.remote import PackagerBackend, ProcessPackagers, RemoteQueue
 from origin.store import TitleStore
+from origin.workers import REMOTE
 from service.errors import errors_as_json
 from service.http import METRICS, RequestMetrics, readiness_response, track_in_flight
 from service.logs import log
 
 logger = logging.getLogger("surge.origin")
+BACKEND = web.AppKey("packager_backend", PackagerBackend)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -35,8 +39,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     store = TitleStore(library.jobs_db_path)
     await store.open()
     app[STORE] = store
-    queue = JobQueue(library, store, config.package, config.jobs,
-                     max_attempts=config.packaging_attempts, retry_delay=config.retry_delay)  # fmt: skip
+    queue: PackagingQueue
+    if config.packagers == "local":
+        queue = JobQueue(library, store, config.package, config.jobs,
+                         max_attempts=config.packaging_attempts, retry_delay=config.retry_delay)  # fmt: skip
+    else:
+        queue = app[REMOTE] = RemoteQueue(
+            library, store, config.package, app.get(BACKEND) or _backend(config),
+            lease_duration=config.lease_duration, start_timeout=config.lease_start_timeout,
+            max_attempts=config.packaging_attempts, retry_delay=config.retry_delay,
+            max_file=config.max_upload, min_free_disk=config.min_free_disk,
+        )  # fmt: skip
     app[QUEUE] = queue
     await queue.start()
     try:
@@ -44,6 +57,22 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     finally:
         await queue.stop()
         await store.close()
+
+
+def _backend(config: OriginConfig) -> PackagerBackend:
+    if config.packagers == "processes":
+        return ProcessPackagers(config.jobs)
+    try:
+        from origin.ray_packagers import RayPackagers
+    except ImportError:
+        raise SurgeError("--packagers ray needs the ray package: pip install 'surge[ray]'") from None
+    return RayPackagers(config.ray_address, config.ray_namespace)
+
+
+def on_listening(app: web.Application, url: str) -> None:
+    """The origin's advertised URL is known: workers on other machines get it in their tasks."""
+    if (remote := app.get(REMOTE)) is not None:
+        remote.advertise(url)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -73,7 +102,8 @@ async def readyz(request: web.Request) -> web.Response:
     return readiness_response({"store": store_problem, "library": library_problem})
 
 
-def make_app(config: OriginConfig) -> web.Application:
+def make_app(config: OriginConfig, packagers: PackagerBackend | None = None) -> web.Application:
+    """``packagers``: who runs the workers of ``--packagers ray|processes`` (default: as configured)."""
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry, "surge_origin")
     jobs_gauge = Gauge("surge_origin_titles", "Titles by status", ["status"], registry=registry)
@@ -84,6 +114,8 @@ def make_app(config: OriginConfig) -> web.Application:
     app[LIBRARY] = Library(config.data)
     app[METRICS] = metrics
     app[FLEET_LINK] = FleetLink(config.fleet)
+    if packagers is not None:
+        app[BACKEND] = packagers
     app.cleanup_ctx.append(_resources)
 
     async def handle_metrics(request: web.Request) -> web.Response:
@@ -93,6 +125,8 @@ def make_app(config: OriginConfig) -> web.Application:
         return await metrics.handle_metrics(request)
 
     delivery.add_routes(app)
+    if config.packagers != "local":
+        workers.add_routes(app)
     admin.add_routes(app)
     web_pages.add_routes(app)
     app.router.add_get("/healthz", healthz)

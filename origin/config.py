@@ -11,6 +11,7 @@ from media.signing import SigningKeys
 from transcoder.plan import PackageConfig
 
 MiB = 1024 * 1024
+PACKAGERS = ("local", "processes", "ray")
 GiB = 1024 * MiB
 
 
@@ -32,6 +33,14 @@ class OriginConfig:
     packaging_attempts: int = 3  # transient failures (ffmpeg killed, disk full) are retried up to this
     retry_delay: float = 2.0  # seconds before the first retry; doubled for each next one
     fleet: str | None = None  # the fleet's URL: deleting a title purges it there
+    # Who runs packaging jobs: "local" ffmpeg processes (``jobs`` at once), or workers leased jobs over
+    # HTTP (origin/remote.py): "ray" (machines offering surge_packager units), "processes" (child
+    # processes of this machine, ``jobs`` at once: the remote path without a cluster).
+    packagers: str = "local"
+    ray_address: str | None = None  # the Ray head's host:port; None: this machine's cluster
+    ray_namespace: str = "surge"
+    lease_duration: float = 30.0  # seconds a worker's lease runs without renewal
+    lease_start_timeout: float = 120.0  # seconds for a worker to be placed, start and first renew
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -48,6 +57,10 @@ class OriginConfig:
             parts = urlsplit(self.fleet)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise InvalidInput(f"invalid --fleet URL {self.fleet!r}: expected http://host:port")
+        if self.packagers not in PACKAGERS:
+            raise InvalidInput(f"--packagers must be one of {', '.join(PACKAGERS)}")
+        if not 1 <= self.lease_duration <= self.lease_start_timeout <= 3600:
+            raise InvalidInput("--packager-lease must be 1-3600 s and --packager-start-timeout at least that")
 
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": MiB,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from media.errors import InsufficientStorage, SurgeError, TranscodeFailed
 from media.layout import Library
@@ -59,8 +60,31 @@ def after_failure(error: SurgeError, attempts: int, max_attempts: int, first_del
     """Retry a transient failure with exponential backoff (``first_delay``, twice that, ...) until
     ``max_attempts`` attempts were made; then, and for any other failure, give up."""
     if is_transient(error) and attempts < max_attempts:
-        return Retry(first_delay * 2 ** max(0, attempts - 1))
+        return Retry(backoff(first_delay, attempts))
     return GiveUp()
+
+
+def backoff(first_delay: float, attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones: ``first_delay``, twice that, ..."""
+    return first_delay * float(2 ** max(0, attempts - 1))
+
+
+class PackagingQueue(Protocol):
+    """What the admin API and the app need of a packaging queue, local (``JobQueue``) or remote
+    (``origin.remote.RemoteQueue``)."""
+
+    @property
+    def running(self) -> int: ...
+
+    def live_progress(self, title_id: str) -> float | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    async def cancel(self, title_id: str) -> bool: ...
 
 
 class JobQueue:

@@ -7,12 +7,12 @@ from aiohttp import web
 from media.layout import Library
 from media.signing import TokenChecker
 from origin.config import OriginConfig
-from origin.jobs import JobQueue
+from origin.jobs import PackagingQueue
 from origin.store import TitleStore
 
 CONFIG = web.AppKey("config", OriginConfig)
 LIBRARY = web.AppKey("library", Library)
 STORE = web.AppKey("store", TitleStore)
-QUEUE = web.AppKey("queue", JobQueue)
+QUEUE = web.AppKey("queue", PackagingQueue)
 TOKEN = web.AppKey("token", str)
 TOKENS = web.AppKey("tokens", TokenChecker)  # signed playback URLs

@@ -7,10 +7,11 @@ event loop must never wait on disk).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,16 @@ CREATE TABLE IF NOT EXISTS titles (
 );
 CREATE INDEX IF NOT EXISTS titles_status ON titles (status, created);
 """
+# Added after the first release: a job leased to a worker on another machine (origin/leasing.py).
+# lease_token is the SHA-256 of the job's token (the token itself is never stored); lease_expires is
+# wall-clock seconds, so an origin restarted meanwhile still knows the lease.
+LEASE_COLUMNS = {
+    "lease_token": "TEXT",
+    "lease_expires": "REAL",
+    "lease_started": "INTEGER NOT NULL DEFAULT 0",
+    "worker": "TEXT",
+    "last_failure": "TEXT",
+}
 
 
 class Status(StrEnum):
@@ -51,6 +62,7 @@ class TitleRecord:
     updated: str
     duration: float | None
     attempts: int
+    worker: str | None = None  # the machine a packaging worker on another machine runs on (its address)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -59,6 +71,17 @@ class TitleRecord:
         data["progress"] = round(self.progress, 4) if self.status is not Status.FAILED else None
         data["master"] = f"/titles/{self.id}/master.m3u8" if self.status is Status.READY else None
         return data
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    id: str
+    token_hash: str = field(repr=False)
+    expires: float
+    started: bool
+    worker: str | None
+    attempts: int
+    last_failure: str | None
 
 
 def now_iso() -> str:
@@ -83,6 +106,10 @@ class TitleStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(titles)")}
+        for column, declaration in LEASE_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE titles ADD COLUMN {column} {declaration}")
 
     async def close(self) -> None:
         await self._call(self._close)
@@ -102,7 +129,7 @@ class TitleStore:
     def _record(row: sqlite3.Row | None) -> TitleRecord | None:
         if row is None:
             return None
-        data = dict(row)
+        data = {key: value for key, value in dict(row).items() if key == "worker" or key not in LEASE_COLUMNS}
         data["status"] = Status(data["status"])
         return TitleRecord(**data)
 
@@ -146,28 +173,111 @@ class TitleStore:
         """The oldest queued title not in ``exclude``, now marked packaging (one thread: no two workers
         get the same)."""
 
-        def claim() -> TitleRecord | None:
-            skipped = ", ".join("?" * len(exclude))
-            row = (
+        result: TitleRecord | None = await self._call(self._claim, exclude)
+        return result
+
+    def _claim(self, exclude: set[str] | frozenset[str]) -> TitleRecord | None:
+        skipped = ", ".join("?" * len(exclude))
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT id FROM titles WHERE status = ? AND id NOT IN ({skipped}) "
+                "ORDER BY created, id LIMIT 1",
+                (Status.QUEUED, *sorted(exclude)),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        self._conn().execute(
+            "UPDATE titles SET status = ?, progress = 0, error = NULL, attempts = attempts + 1, "
+            "updated = ? WHERE id = ?",
+            (Status.PACKAGING, now_iso(), row["id"]),
+        )
+        return self._get(row["id"])
+
+    async def lease_next(
+        self, token_hash: str, expires: float, exclude: set[str] | frozenset[str] = frozenset()
+    ) -> TitleRecord | None:
+        """``claim_next``, with the job leased: to the holder of the token hashing to ``token_hash``, until
+        ``expires`` (wall-clock seconds)."""
+
+        def lease() -> TitleRecord | None:
+            record = self._claim(exclude)
+            if record is not None:
+                self._conn().execute(
+                    "UPDATE titles SET lease_token = ?, lease_expires = ?, lease_started = 0, worker = NULL "
+                    "WHERE id = ?",
+                    (token_hash, expires, record.id),
+                )
+            return record
+
+        result: TitleRecord | None = await self._call(lease)
+        return result
+
+    async def leases(self) -> builtins.list[LeaseRow]:
+        """Every job leased to a worker now, oldest lease first."""
+
+        def select() -> list[LeaseRow]:
+            rows = (
                 self._conn()
                 .execute(
-                    f"SELECT id FROM titles WHERE status = ? AND id NOT IN ({skipped}) "
-                    "ORDER BY created, id LIMIT 1",
-                    (Status.QUEUED, *sorted(exclude)),
+                    "SELECT id, lease_token, lease_expires, lease_started, worker, attempts, last_failure "
+                    "FROM titles WHERE lease_token IS NOT NULL ORDER BY lease_expires"
                 )
-                .fetchone()
+                .fetchall()
             )
-            if row is None:
-                return None
-            self._conn().execute(
-                "UPDATE titles SET status = ?, progress = 0, error = NULL, attempts = attempts + 1, "
-                "updated = ? WHERE id = ?",
-                (Status.PACKAGING, now_iso(), row["id"]),
-            )
-            return self._get(row["id"])
+            return [LeaseRow(r["id"], r["lease_token"], r["lease_expires"], bool(r["lease_started"]),
+                             r["worker"], r["attempts"], r["last_failure"]) for r in rows]  # fmt: skip
 
-        result: TitleRecord | None = await self._call(claim)
+        result: builtins.list[LeaseRow] = await self._call(select)
         return result
+
+    async def renew_lease(
+        self, title_id: str, token_hash: str, expires: float, progress: float, worker: str | None
+    ) -> bool:
+        """Extend the lease held with ``token_hash``; False when that lease is no longer held."""
+
+        def renew() -> bool:
+            cursor = self._conn().execute(
+                "UPDATE titles SET lease_expires = ?, lease_started = 1, progress = ?, "
+                "worker = COALESCE(?, worker), updated = ? WHERE id = ? AND lease_token = ?",
+                (expires, progress, worker, now_iso(), title_id, token_hash),
+            )
+            return cursor.rowcount > 0
+
+        result: bool = await self._call(renew)
+        return result
+
+    async def end_lease(
+        self, title_id: str, token_hash: str, *, uncount: bool = False, **fields: Any
+    ) -> bool:
+        """End the lease held with ``token_hash`` and set ``fields`` in the same statement, so that of a
+        finishing worker, an expiry and a deletion only one ends it. ``uncount``: the attempt did not
+        happen (its worker never started). False when the lease was no longer held."""
+        columns = self._columns(fields | {"lease_token": None, "lease_expires": None, "lease_started": 0})
+        attempts = ", attempts = MAX(0, attempts - 1)" if uncount else ""
+
+        def end() -> bool:
+            cursor = self._conn().execute(
+                f"UPDATE titles SET {columns}{attempts}, updated = ? WHERE id = ? AND lease_token = ?",
+                (*self._values(fields), None, None, 0, now_iso(), title_id, token_hash),
+            )
+            return cursor.rowcount > 0
+
+        result: bool = await self._call(end)
+        return result
+
+    @staticmethod
+    def _columns(fields: dict[str, Any]) -> str:
+        allowed = {"status", "progress", "error", "duration", "last_failure", "worker"} | set(LEASE_COLUMNS)
+        if set(fields) - allowed:
+            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
+        return ", ".join(f"{name} = ?" for name in fields)
+
+    @staticmethod
+    def _values(fields: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(str(v) if isinstance(v, Status) else v for v in fields.values())
 
     async def update(self, title_id: str, **fields: Any) -> None:
         allowed = {"status", "progress", "error", "duration"}
@@ -183,12 +293,15 @@ class TitleStore:
 
         await self._call(update)
 
-    async def requeue_interrupted(self) -> int:
-        """After a crash or restart: titles that were packaging go back to the queue."""
+    async def requeue_interrupted(self, keep_leases: bool = False) -> int:
+        """After a crash or restart: titles that were packaging go back to the queue (with
+        ``keep_leases``, not those leased to a worker, which may still be at work)."""
 
         def requeue() -> int:
+            kept = " AND lease_token IS NULL" if keep_leases else ""
             cursor = self._conn().execute(
-                "UPDATE titles SET status = ?, progress = 0, updated = ? WHERE status = ?",
+                "UPDATE titles SET status = ?, progress = 0, lease_token = NULL, lease_expires = NULL, "
+                f"lease_started = 0, updated = ? WHERE status = ?{kept}",
                 (Status.QUEUED, now_iso(), Status.PACKAGING),
             )
             return cursor.rowcount

@@ -26,16 +26,22 @@ class Forbidden(SurgeError):
     status = 403
 
 
+def bearer_token(request: web.BaseRequest, what: str = "admin token") -> str:
+    """The request's bearer token, to be checked by the caller; Unauthorized (401) without one."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        raise Unauthorized(f"missing {what}: send Authorization: Bearer <token>")
+    return given
+
+
 def check_bearer(request: web.BaseRequest, token: str | None, disabled: str = NO_TOKEN) -> None:
     """Return when the request carries ``token``; else raise Unauthorized or Forbidden.
 
     ``token`` None or empty: every admin request is refused with ``disabled`` (403)."""
     if not token:
         raise Forbidden(disabled)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("missing admin token: send Authorization: Bearer <token>")
+    given = bearer_token(request)
     # Bytes of both: compare_digest refuses str with non-ASCII characters (a header may carry them).
     if not hmac.compare_digest(given.encode(errors="surrogateescape"), token.encode()):
         raise Forbidden("wrong admin token")

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +21,10 @@ from media.ladder import DEFAULT_LADDER, parse_ladder
 from media.layout import Library
 from media.signing import SigningKeys
 from media.title import TitleInfo
+from origin.config import PACKAGERS
 from service.loop import run, run_server
 from service.tls import TlsFiles
-from service.urls import is_loopback_host, is_loopback_url, validate_base_url
+from service.urls import WILDCARD_HOSTS, is_loopback_host, is_loopback_url, validate_base_url
 from surge.config import add_config_option, parse_args
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
@@ -197,24 +199,49 @@ def _origin_config(args: argparse.Namespace) -> OriginConfig:
         packaging_attempts=args.packaging_attempts,
         retry_delay=args.retry_delay,
         fleet=getattr(args, "fleet", None),
+        packagers=args.packagers,
+        ray_address=args.ray_address,
+        ray_namespace=args.ray_namespace,
+        lease_duration=args.packager_lease,
+        lease_start_timeout=args.packager_start_timeout,
     )
+
+
+def _check_packagers(args: argparse.Namespace) -> None:
+    """Workers on other machines reach the origin by its advertised URL: never a loopback one."""
+    if args.packagers != "ray":
+        return
+    shown = args.public_host or (socket.gethostname() if args.host in WILDCARD_HOSTS else args.host)
+    if is_loopback_host(shown):
+        raise InvalidInput(
+            f"--packagers ray: workers on other machines would be sent to {shown}, a loopback address: "
+            "listen on an address they reach (--host ADDR, or --host 0.0.0.0 --public-host NAME)"
+        )
 
 
 def _run_origin(args: argparse.Namespace, on_listening: Callable[[str], None] | None = None) -> int:
     from origin.app import make_app
+    from origin.app import on_listening as origin_listening
     from service.logs import configure_logging
     from service.serve import serve
 
+    _check_packagers(args)
     config = dataclasses.replace(_origin_config(args), signing_keys=_signing_keys(args))
     configure_logging("origin", args.log_level)
     app = make_app(config)
+
+    def listening(url: str) -> None:
+        origin_listening(app, url)
+        if on_listening is not None:
+            on_listening(url)
+
     run_server(
         serve(
             app,
             config.host,
             config.port,
             shutdown_timeout=config.shutdown_timeout,
-            on_listening=on_listening,
+            on_listening=listening,
             name="origin",
             access_log=not args.no_access_log,
             public_host=args.public_host,
@@ -393,11 +420,13 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
     """Origin and fleet in one process (edges are child processes); ``announce(origin, fleet)``."""
     from edge.router.app import make_app as make_router
     from origin.app import make_app as make_origin
+    from origin.app import on_listening as on_origin_listening
     from origin.fleet import FLEET_LINK
     from origin.keys import TOKEN
     from service.logs import configure_logging
     from service.serve import Site, serve_all
 
+    _check_packagers(args)
     configure_logging("up", args.log_level)
     origin_config = _origin_config(args)
     urls: dict[str, str] = {}
@@ -409,6 +438,10 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
         fleet, settings = _fleet_parts(args, urls["origin"], args.host, args.public_host, origin[TOKEN])
         return make_router(fleet, settings)
 
+    def origin_listening(url: str) -> None:
+        urls["origin"] = url
+        on_origin_listening(origin, url)
+
     def fleet_listening(url: str) -> None:
         origin[FLEET_LINK].url = url  # deleting a title now purges it from the fleet
         if announce is not None:
@@ -416,7 +449,7 @@ def _serve_up(args: argparse.Namespace, announce: Callable[[str, str], None] | N
 
     sites = [
         Site(origin, origin_config.host, origin_config.port, name="origin",
-             on_listening=lambda url: urls.__setitem__("origin", url), public_host=args.public_host),
+             on_listening=origin_listening, public_host=args.public_host),
         Site(router, args.host, args.fleet_port, on_listening=fleet_listening, name="fleet",
              public_host=args.public_host),
     ]  # fmt: skip
@@ -451,9 +484,7 @@ def _fleet_options(parser: argparse.ArgumentParser) -> None:
         default="local",
         help="where edges run: local processes (default) or the machines of a Ray cluster",
     )
-    parser.add_argument("--ray-address", help="the Ray head's HOST:PORT (default: this machine's cluster)")
-    parser.add_argument("--ray-namespace", default="surge",
-                        help="Ray namespace of the edge actors (default surge)")  # fmt: skip
+    _ray_options(parser)
 
 
 def _capacity(text: str) -> object:
@@ -529,6 +560,20 @@ def _origin_options(parser: argparse.ArgumentParser) -> None:
         "--preset", default="veryfast", choices=X264_PRESETS, help="x264 preset for packaging"
     )
     parser.add_argument("--no-access-log", action="store_true", help="no log line per request (metrics stay)")
+    parser.add_argument("--packagers", choices=PACKAGERS, default="local",
+                        help="who packages: local ffmpeg processes (default, --jobs at once), workers on "
+                        "the machines of a Ray cluster offering surge_packager units (ray), or worker "
+                        "processes of this machine through the same HTTP routes (processes)")  # fmt: skip
+    parser.add_argument("--packager-lease", type=float, default=30.0,
+                        help="seconds a worker's job lease runs without renewal (default 30)")  # fmt: skip
+    parser.add_argument("--packager-start-timeout", type=float, default=120.0,
+                        help="seconds for a worker to be placed and start (default 120)")  # fmt: skip
+
+
+def _ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-address", help="the Ray head's HOST:PORT (default: this machine's cluster)")
+    parser.add_argument("--ray-namespace", default="surge",
+                        help="Ray namespace of the edge actors (default surge)")  # fmt: skip
 
 
 def _version() -> str:
@@ -591,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _origin_options(origin)
     origin.add_argument("--fleet", help="the fleet in front of this origin: deleting a title purges it there")
+    _ray_options(origin)
     _server_options(origin)
     _signing_options(origin)
     origin.set_defaults(handler=cmd_origin)

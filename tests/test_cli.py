@@ -229,3 +229,24 @@ def test_help_lists_the_commands() -> None:
 )
 def test_a_loopback_origin_is_refused_where_other_machines_would_get_it(argv: list[str]) -> None:
     assert_one_line_error(surge(*argv, timeout=60), "is a loopback address, which edges and players")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Workers on other machines would be sent to a loopback URL.
+        (["origin", "--packagers", "ray", "--ray-address", "198.51.100.250:1"],
+         "--packagers ray: workers on other machines would be sent to 127.0.0.1"),
+        (["up", "--fleet-port", "0", "--packagers", "ray", "--host", "0.0.0.0", "--public-host", "localhost"],
+         "would be sent to localhost, a loopback address"),
+        (["origin", "--packagers", "processes", "--packager-lease", "0"],
+         "--packager-lease must be 1-3600 s"),
+        (["origin", "--packagers", "ray", "--host", "198.51.100.250", "--packager-lease", "60",
+          "--packager-start-timeout", "30"], "--packager-start-timeout at least that"),
+    ],
+)  # fmt: skip
+def test_packager_flags_are_checked_before_anything_starts(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    assert_one_line_error(surge(*argv, "--port", "0", "--data", str(tmp_path / "data"), timeout=60), message)
+    assert not (tmp_path / "data").exists()

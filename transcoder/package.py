@@ -235,9 +235,28 @@ def _make_staging(plan: PackagePlan, destination: Path, root: Path) -> Path:
     """A fresh directory beside where the title will live (same filesystem: publish is a rename)."""
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.staging-", dir=root))
-    for directory in [r.name for r in plan.renditions] + ([plan.audio.name] if plan.audio else []):
-        (staging / directory).mkdir()
+    make_output_dirs(plan, staging)
     return staging
+
+
+def make_output_dirs(plan: PackagePlan, directory: Path) -> None:
+    """The directory of every rendition ffmpeg writes into (it creates none itself)."""
+    for name in [r.name for r in plan.renditions] + ([plan.audio.name] if plan.audio else []):
+        (directory / name).mkdir(exist_ok=True)
+
+
+def plan_title(source: Path, config: PackageConfig) -> PackagePlan:
+    """Probe ``source`` and decide what to encode (blocking: run it off the event loop)."""
+    return make_plan(source, probe_source(source), config)
+
+
+async def encode_title(
+    plan: PackagePlan, directory: Path, config: PackageConfig, on_progress: ProgressCallback | None = None
+) -> None:
+    """ffmpeg's output for ``plan`` into ``directory`` (renditions, segments, raw playlists), which
+    ``finish_title`` then checks and completes; a worker on another machine runs this part alone."""
+    await asyncio.to_thread(make_output_dirs, plan, directory)
+    await run_ffmpeg(build_command(plan, directory), plan.duration, on_progress, config.stall_timeout)
 
 
 def _check_destination(destination: Path, replace: bool) -> None:
@@ -263,13 +282,12 @@ async def package_title(
     ``clock`` dates the title (``created`` in title.json)."""
     config = config or PackageConfig()
     await asyncio.to_thread(_check_destination, destination, replace)
-    facts = await asyncio.to_thread(probe_source, source)
-    plan = make_plan(source, facts, config)
+    plan = await asyncio.to_thread(plan_title, source, config)
     title_name = name or source.stem
     title_id = validate_title_id(title_id) if title_id else new_title_id(title_name)
     staging = await asyncio.to_thread(_make_staging, plan, destination, staging_root or destination.parent)
     try:
-        await run_ffmpeg(build_command(plan, staging), plan.duration, on_progress, config.stall_timeout)
+        await encode_title(plan, staging, config, on_progress)
         info = await asyncio.to_thread(finish_title, staging, plan, title_id, title_name, clock())
         await asyncio.to_thread(publish, staging, destination, replace=replace)
     except BaseException as error:

@@ -141,7 +141,7 @@
   function describe(title) {
     switch (title.status) {
       case "queued": return "Queued: waiting for a packaging slot";
-      case "packaging": return `Packaging ${surge.percent(title.progress)}`;
+      case "packaging": return `Packaging ${surge.percent(title.progress)}${title.worker ? ` on ${title.worker}` : ""}`;
       case "ready": return "Ready";
       case "failed": return "Failed";
       default: return title.status;
@@ -192,6 +192,7 @@
     const status = surge.el("td", {},
       surge.el("span", { class: `status status-${title.status}`, text: title.status }));
     if (title.error) status.append(surge.el("div", { class: "error", text: title.error }));
+    if (title.worker) status.append(surge.el("div", { class: "muted", text: `worker ${title.worker}` }));
     const actions = surge.el("td", { class: "actions" });
     if (title.status === "ready") {
       actions.append(surge.el("a", { href: `/#${encodeURIComponent(title.id)}`, text: "Play" }), " ");

@@ -1,7 +1,8 @@
 """Several machines on one: a lab of network namespaces, a Ray cluster on it, and an origin on the bridge.
 
 Edge hosts are Ray worker nodes offering one ``surge_edge`` unit each, their cards limited to 200 Mbit/s;
-players run on a host of their own, so nothing they are handed can point at loopback. Where the kernel
+packaging hosts offer one ``surge_packager`` unit each; players run on a host of their own, so nothing
+they are handed can point at loopback. Where the kernel
 refuses namespaces, every test here is skipped with that reason.
 """
 
@@ -28,7 +29,10 @@ from tests.origin.conftest import OriginProcess, SurgeProcess, upload, wait_for_
 
 RAY = str(Path(sys.executable).with_name("ray"))
 EDGE_HOSTS = 3
+PACKAGER_HOSTS = 2
 CARD = "200mbit"
+EDGE_UNITS = {"surge_edge": 1}
+PACKAGER_UNITS = {"surge_packager": 1}
 
 
 @dataclass
@@ -37,14 +41,15 @@ class Cluster:
     ray: RayCluster
     edge_hosts: list[Host]
     player: Host
+    packager_hosts: list[Host]
 
     def host_at(self, address: str) -> Host:
-        return next(h for h in self.edge_hosts if h.address == address)
+        return next(h for h in self.edge_hosts + self.packager_hosts if h.address == address)
 
     def revive(self, host: Host) -> None:
         """A killed machine back in the cluster (a fresh Ray node in its namespace)."""
-        self.ray.add_node(host, {"surge_edge": 1})
-        self.ray.wait_for_nodes(1 + len(self.edge_hosts))
+        self.ray.add_node(host, PACKAGER_UNITS if host in self.packager_hosts else EDGE_UNITS)
+        self.ray.wait_for_nodes(1 + len(self.edge_hosts) + len(self.packager_hosts))
 
 
 @pytest.fixture(scope="package")
@@ -62,10 +67,14 @@ def cluster() -> Iterator[Cluster]:
         try:
             hosts = [lab.add_host(f"edge{i}", egress=CARD) for i in range(EDGE_HOSTS)]
             player = lab.add_host("player")
+            packagers = [lab.add_host(f"pack{i}", egress=CARD) for i in range(PACKAGER_HOSTS)]
             for host in hosts:
-                ray_cluster.add_node(host, {"surge_edge": 1})
-            ray_cluster.wait_for_nodes(1 + EDGE_HOSTS)
-            yield Cluster(lab, ray_cluster, hosts, player)
+                ray_cluster.add_node(host, EDGE_UNITS)
+            for host in packagers:
+                ray_cluster.add_node(host, PACKAGER_UNITS)
+            # Six Ray nodes start at once: on a busy two-core machine that can take over a minute.
+            ray_cluster.wait_for_nodes(1 + EDGE_HOSTS + PACKAGER_HOSTS, timeout=120)
+            yield Cluster(lab, ray_cluster, hosts, player, packagers)
         finally:
             os.environ.pop("RAY_AUTH_MODE", None)
             ray_cluster.close()

@@ -1,0 +1,535 @@
+"""The packaging queue with workers on other machines (``surge origin --packagers ray|processes``).
+
+The store stays the one source of truth: a job is leased to a worker, with a per-job token (only its
+SHA-256 is stored) and an expiry the worker renews while it works (origin/leasing.py decides). The worker
+fetches the source and sends its files back into ``staging/<id>.<attempt>/`` through the internal routes
+(origin/workers.py); the origin then runs the transcoder's own checks (``finish_title``) and publishes by
+rename, as for a local job. A lease that runs out (a lost worker or machine) puts the job back in the
+queue, its staging removed; a backend runs the workers (``PackagerBackend``: Ray actors, or child
+processes of this machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import shutil
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from media.errors import InsufficientStorage, InvalidInput, PayloadTooLarge, SurgeError
+from media.layout import Library, safe_join
+from media.title import TitleInfo
+from origin import leasing
+from origin.jobs import GiveUp, Retry, disk_free
+from origin.leasing import Failure, Lease, Requeue
+from origin.store import LeaseRow, Status, TitleStore
+from service.auth import Forbidden
+from service.logs import log
+from service.process import die_with_parent
+from transcoder.package import TITLE_JSON, finish_title, out_of_space, plan_title, publish
+from transcoder.plan import PackageConfig
+from transcoder.worker import TaskKind, WorkerTask
+
+logger = logging.getLogger("surge.jobs")
+Clock = Callable[[], float]
+INTERNAL_PREFIX = "/internal/jobs"
+MAX_DEPTH = 4  # rendition/file, or under a sub-path such as chunks/<n>/rendition/file
+UPLOAD_CHUNK = 1024 * 1024
+TRASH_PREFIX = ".trash-"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def lease_tag(token_digest: str) -> str:
+    """A lease's public name, unique per lease (its token's hash, shortened; the token stays secret)."""
+    return token_digest[:12]
+
+
+def staging_path(library: Library, job_id: str, tag: str) -> Path:
+    """Where the files of one lease go: ``staging/<id>.<lease tag>`` (DESIGN.md "On disk")."""
+    return library.staging_dir / f"{job_id}.{tag}"
+
+
+def split_upload_path(text: str) -> list[str]:
+    """``360p/seg_00001.m4s`` → its components; each a plain name (no ``..``, no dot files, no empty
+    component), at most ``MAX_DEPTH`` of them. Raises ``InvalidInput`` (400)."""
+    components = text.split("/")
+    if not 1 <= len(components) <= MAX_DEPTH:
+        raise InvalidInput(f"invalid file path {text!r}: 1 to {MAX_DEPTH} components")
+    for component in components:
+        if not component or component.startswith(".") or ".." in component:
+            raise InvalidInput(f"invalid file path {text!r}")
+    return components
+
+
+class PackagerBackend(Protocol):
+    """Runs worker tasks somewhere: ``start`` returns at once; ``stop`` ends a run (by the name it was
+    started with) whether it is still waiting for a machine, working or already gone."""
+
+    async def open(self) -> None: ...
+
+    async def capacity(self) -> int: ...
+
+    async def start(self, task: WorkerTask, name: str) -> None: ...
+
+    async def stop(self, name: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class ProcessPackagers:
+    """Workers as child processes of the origin (``python -m transcoder.worker``), through the same HTTP
+    routes as workers on other machines: no cluster needed to check a setup."""
+
+    slots: int
+    _running: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    _reapers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def open(self) -> None:
+        return None
+
+    async def capacity(self) -> int:
+        return self.slots
+
+    async def start(self, task: WorkerTask, name: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "transcoder.worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),
+        )  # fmt: skip
+        assert process.stdin is not None
+        process.stdin.write(task.to_json().encode())  # the token on stdin, never on a command line
+        process.stdin.close()
+        self._running[name] = process
+        reaper = asyncio.create_task(self._reap(name, process))
+        self._reapers.add(reaper)
+        reaper.add_done_callback(self._reapers.discard)
+
+    async def _reap(self, name: str, process: asyncio.subprocess.Process) -> None:
+        await process.wait()
+        if self._running.get(name) is process:
+            del self._running[name]
+
+    async def stop(self, name: str) -> None:
+        process = self._running.pop(name, None)
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    async def close(self) -> None:
+        for name in list(self._running):
+            await self.stop(name)
+        await asyncio.gather(*self._reapers, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the origin answers a worker that finished or failed (``status`` of the title afterwards)."""
+
+    status: str
+    error: str | None = None
+
+
+class RemoteQueue:
+    """``PackagingQueue`` with the work done by workers that a ``PackagerBackend`` starts."""
+
+    def __init__(
+        self,
+        library: Library,
+        store: TitleStore,
+        config: PackageConfig,
+        backend: PackagerBackend,
+        *,
+        lease_duration: float = 30.0,
+        start_timeout: float = 120.0,
+        max_attempts: int = 3,
+        retry_delay: float = 2.0,
+        max_file: int = 4 * 1024**3,
+        min_free_disk: int = 0,
+        clock: Clock = time.time,
+        tick: float = 0.5,
+    ) -> None:
+        self.library = library
+        self.store = store
+        self.config = config
+        self.backend = backend
+        self.lease_duration = lease_duration
+        self.start_timeout = start_timeout
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.max_file = max_file
+        self.min_free_disk = min_free_disk
+        self.clock = clock
+        self.tick = tick
+        self.origin_url: str | None = None  # the advertised URL, known once the origin listens
+        self._backoff: dict[str, float] = {}
+        self._progress: dict[str, float] = {}
+        self._leased = 0
+        self._finishing: dict[str, asyncio.Event] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+
+    # --- PackagingQueue
+
+    @property
+    def running(self) -> int:
+        return self._leased
+
+    def live_progress(self, title_id: str) -> float | None:
+        return self._progress.get(title_id)
+
+    def advertise(self, url: str) -> None:
+        """The URL workers reach this origin by (its advertised URL: service/urls.py)."""
+        self.origin_url = url.rstrip("/")
+        self.wake()
+
+    async def start(self) -> None:
+        leases = await self.store.leases()
+        kept = {staging_path(self.library, row.id, lease_tag(row.token_hash)).name for row in leases}
+        await asyncio.to_thread(self._clean_leftovers, kept)
+        requeued = await self.store.requeue_interrupted(keep_leases=True)
+        if requeued:
+            log(logger, "requeued interrupted jobs", count=requeued)
+        if leases:
+            log(logger, "leases kept from the last run", count=len(leases))
+        await self.backend.open()
+        self._loop = asyncio.create_task(self._run(), name="packager dispatch")
+
+    def _clean_leftovers(self, kept: set[str]) -> None:
+        """Staging of a previous run is garbage, except that of leases still running (their workers may
+        go on); partial uploads too."""
+        self.library.ensure_dirs()
+        for leftover in self.library.staging_dir.iterdir():
+            if leftover.name not in kept:
+                shutil.rmtree(leftover, ignore_errors=True)
+        for partial in self.library.uploads_dir.glob("*.part"):
+            partial.unlink(missing_ok=True)
+
+    async def stop(self) -> None:
+        """Stop dispatching. Leases stay: their workers go on, and a restarted origin honours them."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        await self.backend.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def cancel(self, title_id: str) -> bool:
+        """The title is being deleted: end its lease, stop its worker, remove its staging."""
+        finishing = self._finishing.get(title_id)
+        if finishing is not None:
+            await finishing.wait()  # never delete under a publish
+        lease = next((row for row in await self.store.leases() if row.id == title_id), None)
+        if lease is None:
+            return False
+        await self.store.end_lease(title_id, lease.token_hash, status=Status.QUEUED, progress=0.0)
+        await self._discard(lease)
+        return True
+
+    # --- dispatch
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.dispatch()
+            except (sqlite3.Error, OSError, SurgeError) as err:  # a full disk, a cluster that does not answer
+                log(logger, "packaging dispatch stalled", logging.ERROR, error=str(err))
+            except Exception:  # a bug: keep the queue alive, say what happened
+                log(logger, "packaging dispatch crashed", logging.ERROR, exc_info=True)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+
+    async def dispatch(self) -> None:
+        """One round: reclaim expired leases, then lease queued jobs to free worker units."""
+        now = self.clock()
+        leases = await self.store.leases()
+        for row in leasing.expired([self._lease(r) for r in leases], now):
+            if row.job_id not in self._finishing:
+                await self._expire(next(r for r in leases if r.id == row.job_id))
+        leases = await self.store.leases()
+        self._leased = len(leases)
+        if self.origin_url is None:
+            return
+        queued = [record.id for record in reversed(await self.store.list(Status.QUEUED))]
+        if not queued:
+            return
+        capacity = await self.backend.capacity()
+        for job_id in leasing.jobs_to_lease(queued, self._backoff, capacity, len(leases), now):
+            await self._lease_job(job_id)
+
+    @staticmethod
+    def _lease(row: LeaseRow) -> Lease:
+        return Lease(row.id, row.expires, row.started)
+
+    async def _lease_job(self, job_id: str) -> None:
+        assert self.origin_url is not None
+        published = self.library.title_dir(job_id) / TITLE_JSON
+        if await asyncio.to_thread(published.is_file):
+            # Published just before a crash, before the store heard of it (or by surge demo).
+            info = TitleInfo.from_json(await asyncio.to_thread(published.read_text))
+            await self.store.update(job_id, status=Status.READY, progress=1.0, duration=info.duration)
+            return
+        token = secrets.token_urlsafe(32)
+        digest = token_hash(token)
+        tag = lease_tag(digest)
+        others = {r.id for r in await self.store.list(Status.QUEUED)} - {job_id}
+        record = await self.store.lease_next(digest, self.clock() + self.start_timeout, others)
+        if record is None:
+            return  # deleted meanwhile
+        self._backoff.pop(job_id, None)
+        self._leased += 1
+        await asyncio.to_thread(staging_path(self.library, job_id, tag).mkdir, parents=True,
+                                exist_ok=True)  # fmt: skip
+        jobs = f"{self.origin_url}{INTERNAL_PREFIX}/{job_id}"
+        task = WorkerTask(TaskKind.PACKAGE_TITLE, job_id, source_url=f"{jobs}/source",
+                          upload_url=f"{jobs}/files/", control_url=jobs, token=token, config=self.config,
+                          renew_every=self.lease_duration / 3)  # fmt: skip
+        self._progress[job_id] = 0.0
+        log(logger, "packaging leased", title=job_id, attempt=record.attempts)
+        try:
+            await self.backend.start(task, run_name(job_id, tag))
+        except (SurgeError, OSError) as err:  # the lease runs out and the job goes back to the queue
+            log(logger, "packaging worker not started", logging.WARNING, title=job_id, error=str(err))
+
+    async def _expire(self, row: LeaseRow) -> None:
+        decision = leasing.after_expiry(self._lease(row), row.attempts, row.last_failure, self.max_attempts,
+                                        self.retry_delay, self.lease_duration)  # fmt: skip
+        match decision:
+            case Requeue():
+                error = (
+                    f"the worker given this job did not start within {self.start_timeout:g} s "
+                    "(can workers reach this origin's advertised URL?); waiting for another"
+                )
+                if await self.store.end_lease(row.id, row.token_hash, uncount=True, status=Status.QUEUED,
+                                              progress=0.0, error=error):  # fmt: skip
+                    log(logger, "packaging worker never started", logging.WARNING, title=row.id)
+                    await self._discard(row)
+            case Retry() | GiveUp():
+                await self._fail(row, leasing.worker_lost(self.lease_duration), stop_worker=True)
+
+    async def _fail(self, row: LeaseRow, failure: Failure, stop_worker: bool = False) -> Verdict:
+        """``stop_worker``: the worker is lost (a worker that reported the failure itself is left to end
+        on its own, cleaning up its machine's temporary files)."""
+        decision = leasing.after_remote_failure(failure, row.attempts, row.last_failure, self.max_attempts,
+                                                self.retry_delay)  # fmt: skip
+        match decision:
+            case Retry(delay):
+                verdict = Verdict(
+                    str(Status.QUEUED),
+                    f"attempt {row.attempts} failed, retrying in {delay:g} s: {failure.reason}",
+                )
+                ended = await self.store.end_lease(
+                    row.id,
+                    row.token_hash,
+                    status=Status.QUEUED,
+                    progress=0.0,
+                    error=verdict.error,
+                    last_failure=failure.signature,
+                )
+                if ended:
+                    self._backoff[row.id] = self.clock() + delay
+            case GiveUp():
+                verdict = Verdict(str(Status.FAILED), leasing.give_up_reason(failure, row.last_failure))
+                ended = await self.store.end_lease(
+                    row.id,
+                    row.token_hash,
+                    status=Status.FAILED,
+                    error=verdict.error,
+                    last_failure=failure.signature,
+                )
+        if ended:
+            log(
+                logger,
+                "packaging failed",
+                logging.WARNING,
+                title=row.id,
+                attempt=row.attempts,
+                worker=row.worker,
+                outcome=verdict.status,
+                error=failure.reason,
+            )
+            await self._discard(row, stop_worker)
+        self.wake()
+        return verdict
+
+    async def _discard(self, row: LeaseRow, stop_worker: bool = True) -> None:
+        """After a lease ended without a publish: its staging gone, its worker stopped."""
+        self._progress.pop(row.id, None)
+        if stop_worker:
+            await self.backend.stop(run_name(row.id, lease_tag(row.token_hash)))
+        await asyncio.to_thread(remove_staging, staging_path(self.library, row.id, lease_tag(row.token_hash)))
+
+    # --- what the internal routes ask (origin/workers.py)
+
+    async def authorize(self, job_id: str, token: str) -> LeaseRow:
+        """The live lease of ``job_id`` held with ``token``; else ``Forbidden`` (403): a wrong token, or one
+        whose lease ended or ran out, or a job being finished (no more files)."""
+        given = token_hash(token)
+        for row in await self.store.leases():
+            if row.id == job_id and hmac.compare_digest(given, row.token_hash):
+                if self.clock() >= row.expires:
+                    raise Forbidden("this job's lease has expired")
+                return row
+        raise Forbidden("no lease on this job for this token")
+
+    async def renew(self, job_id: str, token: str, progress: float, worker: str | None) -> float:
+        """Extend the lease; the seconds it now runs."""
+        row = await self.authorize(job_id, token)
+        now = self.clock()
+        match leasing.renew(self._lease(row), now, self.lease_duration):
+            case leasing.Renewed(expires):
+                if not await self.store.renew_lease(job_id, row.token_hash, expires, progress, worker):
+                    raise Forbidden("this job's lease has ended")
+                self._progress[job_id] = progress
+                return expires - now
+            case leasing.Refused(reason):
+                raise Forbidden(reason)
+
+    def source(self, job_id: str) -> Path:
+        return self.library.source_path(job_id)
+
+    async def receive(self, job_id: str, token: str, path: str, declared: int | None,
+                      chunks: AsyncIterator[bytes]) -> int:  # fmt: skip
+        """Write one file of the worker's output into the lease's staging, atomically (a temporary name,
+        then a rename); the bytes written."""
+        components = split_upload_path(path)
+        row = await self.authorize(job_id, token)
+        if job_id in self._finishing:
+            raise Forbidden("this job is being finished: no more files")
+        if declared is not None and declared > self.max_file:
+            raise PayloadTooLarge(f"a file of {declared} bytes is over the {self.max_file} byte limit")
+        staging = staging_path(self.library, job_id, lease_tag(row.token_hash))
+        try:
+            target = await asyncio.to_thread(_prepare_target, staging, components)
+        except FileNotFoundError:
+            raise Forbidden("this job's lease has ended") from None
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        written = 0
+        try:
+            with await asyncio.to_thread(partial.open, "wb") as handle:
+                async for chunk in chunks:
+                    written += len(chunk)
+                    if written > self.max_file:
+                        raise PayloadTooLarge(f"the file is over the {self.max_file} byte limit")
+                    await asyncio.to_thread(handle.write, chunk)
+            if await asyncio.to_thread(disk_free, staging) < self.min_free_disk:
+                raise InsufficientStorage("the origin's disk is too full to take this file")
+            await asyncio.to_thread(os.replace, partial, target)
+        except FileNotFoundError:
+            raise Forbidden("this job's lease has ended") from None
+        except OSError as err:
+            if out_of_space(err, None):
+                raise InsufficientStorage("the origin's disk filled up") from err
+            raise
+        finally:
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+        return written
+
+    async def complete(self, job_id: str, token: str) -> Verdict:
+        """The worker has sent everything: check, complete and publish as a local job would be."""
+        row = await self.authorize(job_id, token)
+        if job_id in self._finishing:
+            raise Forbidden("this job is already being finished")
+        self._finishing[job_id] = asyncio.Event()
+        try:
+            record = await self.store.get(job_id)
+            assert record is not None  # a leased title is in the store
+            try:
+                info = await asyncio.to_thread(self._finish, row, record.name)
+            except (SurgeError, OSError) as err:
+                message = err.message if isinstance(err, SurgeError) else str(err)
+                return await self._fail(row, leasing.rejected(err.__class__.__name__, message))
+            ended = await self.store.end_lease(
+                job_id,
+                row.token_hash,
+                status=Status.READY,
+                progress=1.0,
+                duration=info.duration,
+                error=None,
+                last_failure=None,
+            )
+            self._progress.pop(job_id, None)
+            if not ended:  # pragma: no cover - deletions wait for _finishing
+                return Verdict(str(Status.QUEUED), "the lease ended meanwhile")
+            log(logger, "packaged", title=job_id, worker=row.worker, attempt=row.attempts)
+            self.wake()
+            return Verdict(str(Status.READY))
+        finally:
+            self._finishing.pop(job_id).set()
+
+    def _finish(self, row: LeaseRow, name: str) -> TitleInfo:
+        staging = staging_path(self.library, row.id, lease_tag(row.token_hash))
+        destination = self.library.title_dir(row.id)
+        try:
+            plan = plan_title(self.library.source_path(row.id), self.config)
+            created = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+            info = finish_title(staging, plan, row.id, name, created)
+            publish(staging, destination, replace=True)
+        except BaseException:
+            remove_staging(staging)
+            raise
+        assert (destination / TITLE_JSON).is_file()
+        return info
+
+    async def failed(self, job_id: str, token: str, report: dict[str, Any]) -> Verdict:
+        row = await self.authorize(job_id, token)
+        error_type, message, exit_code = _failure_report(report)
+        return await self._fail(row, leasing.worker_error(error_type, message, exit_code))
+
+
+def run_name(job_id: str, tag: str) -> str:
+    """The name of the worker run of one lease (a Ray actor's name)."""
+    return f"packager-{job_id}-{tag}"
+
+
+def _prepare_target(staging: Path, components: list[str]) -> Path:
+    """The file's path in ``staging``, its directories made one by one (never ``staging`` itself: gone,
+    it means the lease ended)."""
+    directory = staging
+    if not staging.is_dir():
+        raise FileNotFoundError(staging)
+    for component in components[:-1]:
+        directory = safe_join(directory, component)
+        directory.mkdir(exist_ok=True)
+    return safe_join(directory, components[-1])
+
+
+def remove_staging(staging: Path) -> None:
+    """Out of the way by one rename first (an upload still writing then fails to place its file), then
+    deleted."""
+    trash = staging.with_name(f"{TRASH_PREFIX}{staging.name}.{uuid.uuid4().hex}")
+    try:
+        staging.rename(trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(trash, ignore_errors=True)  # a file an upload placed during the first pass
+
+
+def _failure_report(report: dict[str, Any]) -> tuple[str, str, int | None]:
+    error_type, message, exit_code = report.get("type"), report.get("message"), report.get("exit_code")
+    if not isinstance(error_type, str) or not error_type.isidentifier() or not isinstance(message, str):
+        raise InvalidInput('expected {"type": "ErrorClass", "message": "...", "exit_code": N or null}')
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
+        raise InvalidInput("exit_code must be a whole number or null")
+    return error_type, message[:2000], exit_code
