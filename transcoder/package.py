@@ -1,5 +1,6 @@
-"""Package one title: probe → plan → ffmpeg in a staging directory → playlists from measured facts →
-atomic rename into place. Nothing half-written ever appears at the destination.
+"""Package one title: probe → plan → ffmpeg in a staging directory (one process, or chunks assembled by
+``transcoder.chunked``) → playlists from measured facts → atomic rename into place. Nothing half-written
+ever appears at the destination.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import gzip
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,8 @@ from media.ids import new_title_id, validate_title_id
 from media.mp4 import aac_codec_string, avc_codec_string, first_sample
 from media.probe import SourceFacts, probe_source
 from media.title import AudioInfo, RenditionInfo, TitleInfo
+from transcoder.chunked import ChunkRunner, encode_chunked
+from transcoder.chunks import Chunked, Encoding, SingleProcess, choose_encoding
 from transcoder.command import INIT_NAME, PLAYLIST_NAME, build_command
 from transcoder.plan import PackageConfig, PackagePlan, make_plan
 from transcoder.run import ProgressCallback, run_ffmpeg
@@ -249,17 +253,36 @@ async def package_title(
     staging_root: Path | None = None,
     replace: bool = False,
     on_progress: ProgressCallback | None = None,
+    slots: int = 1,
+    chunk_runner: ChunkRunner | None = None,
+    on_encoding: Callable[[Encoding], None] | None = None,
 ) -> TitleInfo:
-    """Package ``source`` into ``destination``; on any failure or cancellation nothing is left behind."""
+    """Package ``source`` into ``destination``; on any failure or cancellation nothing is left behind.
+
+    ``slots``: packager slots this title may use, its own included. With more than one, a title longer
+    than two chunks (``config.chunk_seconds``) has its video encoded in chunks, that many at once, by
+    ``chunk_runner`` (default: ffmpeg processes on this machine), and is assembled here.
+    ``on_encoding`` hears the choice once it is made, before any encoding (e.g. to give back the slots
+    a single process leaves unused).
+    """
     config = config or PackageConfig()
     await asyncio.to_thread(_check_destination, destination, replace)
     facts = await asyncio.to_thread(probe_source, source)
     plan = make_plan(source, facts, config)
+    encoding = choose_encoding(plan.duration, plan.segment_duration, config.chunk_seconds, slots)
+    if on_encoding is not None:
+        on_encoding(encoding)
     title_name = name or source.stem
     title_id = validate_title_id(title_id) if title_id else new_title_id(title_name)
     staging = await asyncio.to_thread(_make_staging, plan, destination, staging_root or destination.parent)
     try:
-        await run_ffmpeg(build_command(plan, staging), plan.duration, on_progress, config.stall_timeout)
+        match encoding:
+            case SingleProcess():
+                command = build_command(plan, staging)
+                await run_ffmpeg(command, plan.duration, on_progress, config.stall_timeout)
+            case Chunked(chunks=chunks, parallel=parallel):
+                await encode_chunked(plan, chunks, staging, parallel=parallel, runner=chunk_runner,
+                                     on_progress=on_progress, stall_timeout=config.stall_timeout)  # fmt: skip
         info = await asyncio.to_thread(finish_title, staging, plan, title_id, title_name)
         await asyncio.to_thread(publish, staging, destination, replace=replace)
     except BaseException as error:
