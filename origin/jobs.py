@@ -21,6 +21,7 @@ from media.layout import Library
 from media.title import TitleInfo
 from origin.store import Status, TitleRecord, TitleStore
 from service.logs import log
+from transcoder.chunks import Chunked, Encoding, SingleProcess, slots_used
 from transcoder.package import TITLE_JSON, package_title
 from transcoder.plan import PackageConfig
 
@@ -61,6 +62,28 @@ def after_failure(error: SurgeError, attempts: int, max_attempts: int, first_del
     return GiveUp()
 
 
+@dataclass
+class Slots:
+    """Packager slots: a title holds one while it is packaged, and more while its chunks are encoded."""
+
+    total: int
+    used: int = 0
+
+    @property
+    def free(self) -> int:
+        return self.total - self.used
+
+    def take(self, count: int) -> None:
+        if not 0 <= count <= self.free:
+            raise ValueError(f"cannot take {count} of {self.free} free slots")
+        self.used += count
+
+    def give_back(self, count: int) -> None:
+        if not 0 <= count <= self.used:
+            raise ValueError(f"cannot give back {count} of {self.used} slots in use")
+        self.used -= count
+
+
 class JobQueue:
     def __init__(
         self,
@@ -77,6 +100,7 @@ class JobQueue:
         self.store = store
         self.config = config
         self.concurrency = concurrency
+        self._slots = Slots(concurrency)
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.clock = clock
@@ -135,20 +159,29 @@ class JobQueue:
 
     async def _work(self) -> None:
         while True:
+            # Cleared before looking, so a wake-up (an upload, slots given back) while looking is not lost.
+            self._wake.clear()
             now = self.clock()
             for title_id in [t for t, due in self._not_before.items() if due <= now]:
                 del self._not_before[title_id]
             try:
-                record = await self.store.claim_next(exclude=set(self._not_before))
-                if record is not None:
-                    await self._package(record)
-                    continue
+                if self._slots.free > 0:
+                    # Taken before the claim: no other worker can count this slot free meanwhile.
+                    self._slots.take(1)
+                    try:
+                        record = await self.store.claim_next(exclude=set(self._not_before))
+                        if record is not None:
+                            await self._package(record)
+                    finally:
+                        self._slots.give_back(1)
+                    if record is not None:
+                        self._wake.set()  # its slots are free again for a worker that waits for one
+                        continue
             except (sqlite3.Error, OSError):
                 # The store cannot write (a full disk): the title stays where it was; try again later.
                 log(logger, "packaging queue stalled", logging.ERROR, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            self._wake.clear()
             waits = [due - now for due in self._not_before.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(waits) if waits else None)
@@ -172,6 +205,21 @@ class JobQueue:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
+        # The free slots are this title's until its encoding is chosen; it keeps those it uses.
+        extra = [self._slots.free]
+        self._slots.take(extra[0])
+
+        def on_encoding(encoding: Encoding) -> None:
+            keep = slots_used(encoding) - 1
+            self._slots.give_back(extra[0] - keep)
+            extra[0] = keep
+            self._wake.set()
+            match encoding:
+                case Chunked(chunks=chunks, parallel=parallel):
+                    log(logger, "packaging in chunks", title=record.id, chunks=len(chunks), parallel=parallel)
+                case SingleProcess():
+                    pass
+
         job = asyncio.create_task(
             package_title(
                 self.library.source_path(record.id),
@@ -182,6 +230,8 @@ class JobQueue:
                 staging_root=self.library.staging_dir,
                 replace=True,
                 on_progress=on_progress,
+                slots=1 + extra[0],
+                on_encoding=on_encoding,
             )
         )
         self._running[record.id] = job
@@ -216,6 +266,7 @@ class JobQueue:
         finally:
             self._running.pop(record.id, None)
             self._progress.pop(record.id, None)
+            self._slots.give_back(extra[0])
         await self.store.update(record.id, status=Status.READY, progress=1.0, duration=info.duration)
         log(logger, "packaged", title=record.id, seconds=round(time.monotonic() - started, 2))
 
