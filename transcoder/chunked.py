@@ -69,7 +69,7 @@ async def encode_video_chunk(
     """
     await asyncio.to_thread(_make_dirs, out_dir, [rendition.name for rendition in plan.renditions])
     command = build_video_chunk_command(source, plan, chunk, out_dir)
-    await run_ffmpeg(command, chunk.duration, progress, stall_timeout)
+    await run_ffmpeg(command, chunk.duration, progress, stall_timeout, frame_rate=plan.frame_rate)
 
 
 def _make_dirs(root: Path, names: list[str]) -> None:

@@ -62,12 +62,22 @@ class Chunked:
 Encoding = SingleProcess | Chunked
 
 
+# Containers whose index lets ffmpeg seek to the key frame before any instant (MP4/MOV, Matroska/WebM).
+# MPEG-TS and the like seek by byte position, can land after the instant asked for, and lose frames.
+_SEEKABLE_CONTAINERS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
+
+
+def seeks_accurately(container: str) -> bool:
+    """Can a chunk of this container (ffprobe's comma-separated format names) be decoded on its own?"""
+    return any(name.strip() in _SEEKABLE_CONTAINERS for name in container.split(","))
+
+
 def choose_encoding(
-    duration: float, segment_duration: int, chunk_seconds: float, free_slots: int
+    duration: float, segment_duration: int, chunk_seconds: float, free_slots: int, *, seekable: bool
 ) -> Encoding:
     """Chunks pay off for a title longer than two of them, and only with more than one packager slot free
-    to run them (``chunk_seconds`` 0 turns chunking off)."""
-    if chunk_seconds <= 0 or free_slots <= 1:
+    to run them (``chunk_seconds`` 0 turns chunking off) and a source each chunk can seek in."""
+    if chunk_seconds <= 0 or free_slots <= 1 or not seekable:
         return SingleProcess()
     chunks = plan_chunks(duration, segment_duration, chunk_seconds)
     if len(chunks) <= 2:

@@ -95,9 +95,9 @@ def _audio_output(plan: PackagePlan, audio: AudioPlan, source: Any, out_dir: Pat
     return ffmpeg.output(source.audio, str(directory / PLAYLIST_NAME), **options)
 
 
-def _argv(outputs: list[Any]) -> list[str]:
+def _argv(outputs: list[Any], *global_options: str) -> list[str]:
     # Global options go first: ffmpeg-python would append them after the last output.
-    return ["ffmpeg", *GLOBAL_OPTIONS, *ffmpeg.merge_outputs(*outputs).get_args()]
+    return ["ffmpeg", *GLOBAL_OPTIONS, *global_options, *ffmpeg.merge_outputs(*outputs).get_args()]
 
 
 def build_command(plan: PackagePlan, out_dir: Path) -> list[str]:
@@ -112,14 +112,16 @@ def build_command(plan: PackagePlan, out_dir: Path) -> list[str]:
 def build_video_chunk_command(source: Path, plan: PackagePlan, chunk: Chunk, out_dir: Path) -> list[str]:
     """Every rung of one chunk of the video, on the title's timeline (no audio).
 
-    Input ``-ss`` decodes from the key frame before the chunk and drops the frames before its start, and
-    ``-t`` stops at its end: consecutive chunks share no frame and miss none. The IDR expression counts
-    from the chunk's start, a multiple of the key frame interval, so it forces the same frames as one
-    process would. ``-output_ts_offset`` puts the chunk back at its place on the title's timeline; with
-    ``frag_discont`` the mp4 muxer takes its fragments' decode times (``tfdt``) from the packets instead of
-    starting at 0 and writing the offset as an empty edit into ``init.mp4``, and with negative timestamps
-    kept (no shift of the first chunk alone) every chunk writes the same ``init.mp4``.
-    ``fragment_index`` numbers the fragments (``mfhd``) on from the chunks before.
+    ``-copyts -start_at_zero`` keeps the title's timestamps (the source's, less its start time, as one
+    process has them) all the way through the filters, the encoder and the muxer, so each frame gets the
+    very timestamp it would get from one process, at non-integer frame rates too. Input ``-ss`` decodes
+    from the key frame before the chunk and drops the frames before its start, and ``-t`` stops at its
+    end: consecutive chunks share no frame and miss none. The IDR expression counts from the chunk's
+    first frame, on the key frame grid, so it forces the frames one process would. With ``frag_discont``
+    the mp4 muxer takes each fragment's decode time (``tfdt``) from its packets instead of starting at 0
+    and writing the offset into ``init.mp4`` as an empty edit; with negative timestamps kept (no shift of
+    the first chunk's alone), every chunk writes the same ``init.mp4``. ``fragment_index`` numbers the
+    fragments (``mfhd``) on from the chunks before.
     """
     input_options: dict[str, Any] = {"ss": chunk.start}
     if not chunk.last:
@@ -129,11 +131,10 @@ def build_video_chunk_command(source: Path, plan: PackagePlan, chunk: Chunk, out
         plan,
         _source(source, **input_options).video,
         out_dir,
-        output_ts_offset=chunk.start,
         avoid_negative_ts="disabled",
         hls_segment_options=f"movflags=+frag_discont:fragment_index={first_fragment}",
     )
-    return _argv(outputs)
+    return _argv(outputs, "-copyts", "-start_at_zero")
 
 
 def build_audio_command(source: Path, plan: PackagePlan, out_dir: Path) -> list[str]:

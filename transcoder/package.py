@@ -32,7 +32,7 @@ from media.mp4 import aac_codec_string, avc_codec_string, first_sample
 from media.probe import SourceFacts, probe_source
 from media.title import AudioInfo, RenditionInfo, TitleInfo
 from transcoder.chunked import ChunkRunner, encode_chunked
-from transcoder.chunks import Chunked, Encoding, SingleProcess, choose_encoding
+from transcoder.chunks import Chunked, Encoding, SingleProcess, choose_encoding, seeks_accurately
 from transcoder.command import INIT_NAME, PLAYLIST_NAME, build_command
 from transcoder.plan import PackageConfig, PackagePlan, make_plan
 from transcoder.run import ProgressCallback, run_ffmpeg
@@ -269,7 +269,13 @@ async def package_title(
     await asyncio.to_thread(_check_destination, destination, replace)
     facts = await asyncio.to_thread(probe_source, source)
     plan = make_plan(source, facts, config)
-    encoding = choose_encoding(plan.duration, plan.segment_duration, config.chunk_seconds, slots)
+    encoding = choose_encoding(
+        plan.duration,
+        plan.segment_duration,
+        config.chunk_seconds,
+        slots,
+        seekable=seeks_accurately(facts.container),
+    )
     if on_encoding is not None:
         on_encoding(encoding)
     title_name = name or source.stem

@@ -11,7 +11,6 @@ import pickle
 import shutil
 import subprocess
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from tests.conftest import MakeSource, ffmpeg_pids_under
 from tests.transcoder.checks import check_title
 from tests.transcoder.test_package import leftovers
 from transcoder.chunked import ChunkJob, ChunksDiffer, encode_video_chunk
-from transcoder.chunks import Chunked, Encoding
+from transcoder.chunks import Chunked, Encoding, SingleProcess
 from transcoder.package import package_title
 from transcoder.plan import PackageConfig
 
@@ -133,23 +132,49 @@ def test_decode_times_run_on_across_the_joins(titles: dict[str, Path], rendition
     assert [round(start - offset, 3) for start in starts] == [round(end, 3) for end in ends]
 
 
+def frame_times(directory: Path, scratch: Path) -> list[float]:
+    """Presentation times of every frame of a rendition, from its start."""
+    probed = ffprobe(joined(directory, scratch), "-show_frames", "-select_streams", "v")
+    times = [float(frame["pts_time"]) for frame in probed["frames"]]
+    return [round(time - times[0], 4) for time in times]
+
+
 @pytest.mark.parametrize("rendition", ["180p", "234p"])
 def test_every_frame_once_in_order_across_the_joins(titles: dict[str, Path], rendition: str) -> None:
-    frames = {}
-    for name in ("chunked", "single"):
-        probed = ffprobe(
-            joined(titles[name] / rendition, titles["scratch"]), "-show_frames", "-select_streams", "v"
-        )
-        frames[name] = [Fraction(f["pts_time"]).limit_denominator(100_000) for f in probed["frames"]]
-    times = frames["chunked"]
-    assert len(times) == len(frames["single"]) == SHAPE["duration"] * FPS
-    steps = {round(float(b - a), 4) for a, b in itertools.pairwise(times)}
-    assert steps == {round(1 / FPS, 4)}  # no gap, no repeat, no reordering at a join
+    times = frame_times(titles["chunked"] / rendition, titles["scratch"])
+    assert len(times) == SHAPE["duration"] * FPS
+    # No gap, no repeat, no reordering at a join.
+    assert all(abs(b - a - 1 / FPS) < 1e-3 for a, b in itertools.pairwise(times))
+    assert times == frame_times(titles["single"] / rendition, titles["scratch"])
     # Key frames on the 2 s grid, the joins included.
     whole = joined(titles["chunked"] / rendition, titles["scratch"])
     keys = ffprobe(whole, "-show_frames", "-select_streams", "v", "-skip_frame", "nokey")["frames"]
-    key_times = [float(f["pts_time"]) - float(times[0]) for f in keys]
+    key_times = [float(f["pts_time"]) - float(keys[0]["pts_time"]) for f in keys]
     assert [round(t, 3) for t in key_times] == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+def test_a_fractional_frame_rate_keeps_every_frame_on_its_grid(
+    make_source: MakeSource, tmp_path: Path
+) -> None:
+    """At 29.97 fps a join (4 s) falls between two frame instants: each chunk still times its frames on
+    the title's grid, as one process does, not on one that starts at the join."""
+    source = make_source("ntsc.mp4", width=426, height=240, duration=10, frame_rate="30000/1001")
+    package(source, tmp_path / "chunked", slots=3)
+    package(source, tmp_path / "single", slots=1)
+    chunked = check_title(tmp_path / "chunked", tmp_path, target=3)
+    assert chunked["segments"] == check_title(tmp_path / "single", tmp_path, target=3)["segments"]
+    times = frame_times(tmp_path / "chunked" / "234p", tmp_path)
+    assert times == frame_times(tmp_path / "single" / "234p", tmp_path)
+    assert all(abs(b - a - 1001 / 30000) < 1e-3 for a, b in itertools.pairwise(times))
+
+
+def test_a_source_that_cannot_seek_is_not_chunked(make_source: MakeSource, tmp_path: Path) -> None:
+    """MPEG-TS seeks by byte position and may land past the instant asked for: one process instead."""
+    source = make_source("chunks.ts", **SHAPE)
+    encodings: list[Encoding] = []
+    package(source, tmp_path / "title", slots=3, on_encoding=encodings.append)
+    assert encodings == [SingleProcess()]
+    assert (tmp_path / "title" / "master.m3u8").is_file()
 
 
 def test_audio_is_one_rendition_for_the_whole_title(titles: dict[str, Path]) -> None:

@@ -10,7 +10,16 @@ import pytest
 
 from tests.transcoder.test_plan_command import FACTS
 from transcoder.chunked import ChunkJob
-from transcoder.chunks import Chunk, Chunked, ChunkProgress, SingleProcess, choose_encoding, plan_chunks
+from transcoder.chunks import (
+    Chunk,
+    Chunked,
+    ChunkProgress,
+    SingleProcess,
+    choose_encoding,
+    plan_chunks,
+    seeks_accurately,
+    slots_used,
+)
 from transcoder.plan import PackageConfig, make_plan
 
 
@@ -64,29 +73,52 @@ def test_plan_chunks_rejects_a_zero_segment() -> None:
 
 
 @pytest.mark.parametrize(
-    ("duration", "segment", "chunk_seconds", "free_slots", "expected"),
+    ("duration", "segment", "chunk_seconds", "free_slots", "seekable", "expected"),
     [
-        (10.0, 2, 4, 2, ("chunked", 3, 2)),
-        (10.0, 2, 4, 8, ("chunked", 3, 3)),  # never more at once than there are chunks
-        (10.0, 2, 4, 1, ("single",)),  # no slot to spare
-        (10.0, 2, 4, 0, ("single",)),
-        (10.0, 2, 0, 4, ("single",)),  # chunking off
-        (8.0, 2, 4, 4, ("single",)),  # two chunks: not longer than two
-        (9.9, 2, 4, 4, ("single",)),  # the short remainder joins the second chunk
-        (120.0, 6, 60, 4, ("single",)),
-        (180.0, 6, 60, 4, ("chunked", 3, 3)),
-        (3600.0, 6, 60, 4, ("chunked", 60, 4)),
+        (10.0, 2, 4, 2, True, ("chunked", 3, 2)),
+        (10.0, 2, 4, 8, True, ("chunked", 3, 3)),  # never more at once than there are chunks
+        (10.0, 2, 4, 1, True, ("single",)),  # no slot to spare
+        (10.0, 2, 4, 0, True, ("single",)),
+        (10.0, 2, 0, 4, True, ("single",)),  # chunking off
+        (10.0, 2, 4, 4, False, ("single",)),  # a source a chunk cannot seek in
+        (8.0, 2, 4, 4, True, ("single",)),  # two chunks: not longer than two
+        (9.9, 2, 4, 4, True, ("single",)),  # the short remainder joins the second chunk
+        (120.0, 6, 60, 4, True, ("single",)),
+        (180.0, 6, 60, 4, True, ("chunked", 3, 3)),
+        (3600.0, 6, 60, 4, True, ("chunked", 60, 4)),
     ],
 )
 def test_choose_encoding(
-    duration: float, segment: int, chunk_seconds: int, free_slots: int, expected: tuple[object, ...]
+    duration: float,
+    segment: int,
+    chunk_seconds: int,
+    free_slots: int,
+    seekable: bool,
+    expected: tuple[object, ...],
 ) -> None:
-    match choose_encoding(duration, segment, chunk_seconds, free_slots):
+    encoding = choose_encoding(duration, segment, chunk_seconds, free_slots, seekable=seekable)
+    match encoding:
         case SingleProcess():
             assert expected == ("single",)
+            assert slots_used(encoding) == 1
         case Chunked(chunks=chunks, parallel=parallel):
             assert expected == ("chunked", len(chunks), parallel)
             assert chunks == plan_chunks(duration, segment, chunk_seconds)
+            assert slots_used(encoding) == parallel
+
+
+@pytest.mark.parametrize(
+    ("container", "seekable"),
+    [
+        ("mov,mp4,m4a,3gp,3g2,mj2", True),
+        ("matroska,webm", True),
+        ("mpegts", False),
+        ("avi", False),
+        ("", False),
+    ],
+)
+def test_seeks_accurately(container: str, seekable: bool) -> None:
+    assert seeks_accurately(container) is seekable
 
 
 def test_chunk_progress_is_weighted_by_duration_and_never_goes_back() -> None:

@@ -112,13 +112,13 @@ def test_command_is_one_ffmpeg_process_with_one_decode() -> None:
 
 def test_chunk_command_encodes_the_video_of_its_span_on_the_titles_timeline() -> None:
     # The rungs, encoder settings and IDR cadence of the single process; video only, from the chunk's start
-    # for its duration, its timestamps and fragment numbers carried on from the chunks before.
+    # for its duration, with the title's timestamps and fragment numbers.
     config = PackageConfig(ladder=(Rung(416, 234, 145_000),), preset="fast")
     plan = make_plan(Path("/src/in.mp4"), FACTS, config)
     chunk = Chunk(index=2, start=120.0, duration=60.0, last=False)
     assert build_video_chunk_command(Path("/worker/copy.mp4"), plan, chunk, Path("/out")) == [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats", "-progress", "pipe:1",
-        "-ss", "120.0", "-t", "60.0", "-i", "file:/worker/copy.mp4",
+        "-copyts", "-start_at_zero", "-ss", "120.0", "-t", "60.0", "-i", "file:/worker/copy.mp4",
         "-filter_complex", "[0:v]split=1[s0];[s0]scale=416:234[s1];[s1]setsar=1[s2];[s2]format=yuv420p[s3]",
         "-map", "[s3]", "-f", "hls", "-avoid_negative_ts", "disabled", "-b:v", "145000", "-bufsize", "290000",
         "-c:v", "libx264", "-force_key_frames", "expr:gte(t,n_forced*2)", "-g", "60",
@@ -126,8 +126,7 @@ def test_chunk_command_encodes_the_video_of_its_span_on_the_titles_timeline() ->
         "-hls_playlist_type", "vod", "-hls_segment_filename", "/out/234p/seg_%05d.m4s",
         "-hls_segment_options", "movflags=+frag_discont:fragment_index=21", "-hls_segment_type", "fmp4",
         "-hls_time", "6", "-keyint_min", "60", "-max_muxing_queue_size", "4096", "-maxrate", "159500",
-        "-output_ts_offset", "120.0", "-preset", "fast", "-profile:v", "high", "-sc_threshold", "0",
-        "/out/234p/index.m3u8",
+        "-preset", "fast", "-profile:v", "high", "-sc_threshold", "0", "/out/234p/index.m3u8",
     ]  # fmt: skip
 
 
@@ -169,3 +168,13 @@ def test_progress_reader() -> None:
     assert reader.feed("progress=continue") == 0.99  # 1.0 only when ffmpeg says end
     assert reader.feed("progress=end") == 1.0
     assert ProgressReader(duration=0).feed("progress=continue") == 0.0
+
+
+def test_progress_reader_counting_frames() -> None:
+    reader = ProgressReader(duration=4.0, frame_rate=Fraction(25))
+    reader.feed("frame=50")
+    reader.feed("out_time_us=0")  # what ffmpeg says with -copyts until its first packet is muxed
+    assert reader.feed("progress=continue") == 0.5
+    reader.feed("frame=oops")
+    reader.feed("frame=75")
+    assert reader.feed("progress=continue") == 0.75
