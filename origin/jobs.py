@@ -21,6 +21,7 @@ from media.layout import Library
 from media.title import TitleInfo
 from origin.store import Status, TitleRecord, TitleStore
 from service.logs import log
+from transcoder.chunked import ChunkRunner
 from transcoder.chunks import Chunked, Encoding, SingleProcess, slots_used
 from transcoder.package import TITLE_JSON, package_title
 from transcoder.plan import PackageConfig
@@ -95,6 +96,7 @@ class JobQueue:
         max_attempts: int = 3,
         retry_delay: float = 2.0,
         clock: Clock = time.monotonic,
+        chunk_runner: ChunkRunner | None = None,  # None: a chunked title's chunks are encoded here
     ) -> None:
         self.library = library
         self.store = store
@@ -104,6 +106,7 @@ class JobQueue:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.clock = clock
+        self.chunk_runner = chunk_runner
         self._not_before: dict[str, float] = {}  # titles waiting out a retry's backoff
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -231,6 +234,7 @@ class JobQueue:
                 replace=True,
                 on_progress=on_progress,
                 slots=1 + extra[0],
+                chunk_runner=self.chunk_runner,
                 on_encoding=on_encoding,
             )
         )

@@ -47,7 +47,8 @@ class ChunkJob:
     chunk: Chunk
 
 
-# Encodes ``job`` into the directory given (``encode_video_chunk``'s output); raises on failure.
+# Encodes ``job`` into the directory given, which it creates, as ``encode_video_chunk`` does (wherever it
+# runs, the files must be there when it returns); raises on failure, and stops its encoder on cancellation.
 ChunkRunner = Callable[[ChunkJob, Path], Awaitable[None]]
 
 
@@ -117,12 +118,11 @@ async def encode_chunked(
         if on_progress is not None:
             on_progress(overall)
 
-    if runner is None:
-        runner = local_chunk_runner(parallel, stall_timeout=stall_timeout, on_progress=report)
+    run_chunk = runner or local_chunk_runner(parallel, stall_timeout=stall_timeout, on_progress=report)
     chunk_root = staging / CHUNKS_DIR
 
     async def encode(chunk: Chunk) -> None:
-        await runner(ChunkJob(plan, chunk), chunk_dir(chunk_root, chunk))
+        await run_chunk(ChunkJob(plan, chunk), chunk_dir(chunk_root, chunk))
         report(chunk.index, 1.0)
 
     jobs = [encode(chunk) for chunk in chunks]
@@ -153,9 +153,9 @@ async def all_or_none(jobs: list[Coroutine[Any, Any, None]]) -> None:
         await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
 
 
-class ChunksDiffer(SurgeError):
-    """The chunks of one rendition were not encoded alike (another ffmpeg or x264 build, say), so they
-    cannot share one init segment."""
+class BadChunk(SurgeError):
+    """A chunk's output cannot join the title: encoded unlike the others (another ffmpeg or x264 build,
+    say), so they cannot share one init segment, or not laid out as ``encode_video_chunk`` lays it out."""
 
 
 def assemble_chunks(staging: Path, plan: PackagePlan, chunks: tuple[Chunk, ...], chunk_root: Path) -> None:
@@ -171,26 +171,26 @@ def _assemble_rendition(
     target: Path, name: str, plan: PackagePlan, chunks: tuple[Chunk, ...], chunk_root: Path
 ) -> None:
     first_init = chunk_dir(chunk_root, chunks[0]) / name / INIT_NAME
-    expected = track_setup(_read(first_init))
+    expected = track_setup(_read(first_init, chunks[0]))
     segments: list[Segment] = []
     for chunk in chunks:
         directory = chunk_dir(chunk_root, chunk) / name
-        setup = track_setup(_read(directory / INIT_NAME))
+        setup = track_setup(_read(directory / INIT_NAME, chunk))
         if setup != expected:
             differs = [
                 field
                 for field in ("timescale", "sample_description", "edit_list")
                 if getattr(setup, field) != getattr(expected, field)
             ]
-            raise ChunksDiffer(
+            raise BadChunk(
                 f"{name}: chunk {chunk.index} was encoded unlike chunk 0 (its init segment has another "
                 f"{' and '.join(differs)}); encode every chunk with the same ffmpeg and x264"
             )
-        playlist = parse_media(_read(directory / PLAYLIST_NAME).decode())
+        playlist = parse_media(_read(directory / PLAYLIST_NAME, chunk).decode())
         _check_chunk(name, chunk, playlist, plan)
         for segment in playlist.segments:
             if not is_safe_component(segment.uri):
-                raise ChunksDiffer(f"{name}: chunk {chunk.index} lists an invalid segment {segment.uri!r}")
+                raise BadChunk(f"{name}: chunk {chunk.index} lists an invalid segment {segment.uri!r}")
             uri = SEGMENT_PATTERN % len(segments)
             (directory / segment.uri).rename(target / uri)
             segments.append(Segment(uri=uri, duration=segment.duration))
@@ -200,19 +200,27 @@ def _assemble_rendition(
     )
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, chunk: Chunk) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise DamagedMedia(f"a chunk's encoder wrote no {path.parent.name}/{path.name}") from None
+        # ffmpeg writes nothing for a chunk in which it finds no video.
+        raise DamagedMedia(
+            f"the source is truncated or damaged: {_span(chunk)} has no {path.parent.name}/{path.name}"
+        ) from None
+
+
+def _span(chunk: Chunk) -> str:
+    return f"chunk {chunk.index} ({chunk.start:g}-{chunk.start + chunk.duration:g} s)"
 
 
 def _check_chunk(name: str, chunk: Chunk, playlist: MediaPlaylist, plan: PackagePlan) -> None:
     """A chunk must fill its span: video that stops early would leave a gap in the title's timeline."""
-    span = f"chunk {chunk.index} ({chunk.start:g}-{chunk.start + chunk.duration:g} s)"
-    if not playlist.segments:
-        raise DamagedMedia(f"the source is truncated or damaged: {span} of {name} has no video")
-    if not chunk.last and abs(playlist.duration - chunk.duration) > max(JOIN_SLACK_S, 2 / plan.frame_rate):
+    if playlist.duration <= 0:  # for a span without a frame, ffmpeg lists one empty segment
+        raise DamagedMedia(f"the source is truncated or damaged: {_span(chunk)} of {name} has no video")
+    slack = max(JOIN_SLACK_S, float(2 / plan.frame_rate))
+    if not chunk.last and abs(playlist.duration - chunk.duration) > slack:
         raise DamagedMedia(
-            f"the source is truncated or damaged: {span} of {name} holds {playlist.duration:.2f} s of video"
+            f"the source is truncated or damaged: {_span(chunk)} of {name} holds "
+            f"{playlist.duration:.2f} s of video"
         )

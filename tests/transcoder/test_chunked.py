@@ -22,7 +22,7 @@ from media.ladder import Rung
 from tests.conftest import MakeSource, ffmpeg_pids_under
 from tests.transcoder.checks import check_title
 from tests.transcoder.test_package import leftovers
-from transcoder.chunked import ChunkJob, ChunksDiffer, encode_video_chunk
+from transcoder.chunked import BadChunk, ChunkJob, encode_video_chunk
 from transcoder.chunks import Chunked, Encoding, SingleProcess
 from transcoder.package import package_title
 from transcoder.plan import PackageConfig
@@ -238,9 +238,30 @@ def test_chunks_encoded_unlike_are_refused(make_source: MakeSource, tmp_path: Pa
         plan = dataclasses.replace(job.plan, preset="ultrafast") if job.chunk.index == 1 else job.plan
         await encode_video_chunk(source, job.chunk, plan, out_dir)
 
-    with pytest.raises(ChunksDiffer, match=r"chunk 1 was encoded unlike chunk 0 .*sample_description"):
+    with pytest.raises(BadChunk, match=r"chunk 1 was encoded unlike chunk 0 .*sample_description"):
         package(source, tmp_path / "title", slots=2, chunk_runner=mixed)
     assert not (tmp_path / "title").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_chunk_listing_a_path_outside_its_directory_is_refused(
+    make_source: MakeSource, tmp_path: Path
+) -> None:
+    """A runner's output is checked before anything is moved: segment names are plain file names."""
+    source = make_source("chunks.mp4", **SHAPE)
+    bait = tmp_path / "bait.m4s"
+    bait.write_bytes(b"not to be moved")
+
+    async def tampered(job: ChunkJob, out_dir: Path) -> None:
+        await encode_video_chunk(source, job.chunk, job.plan, out_dir)
+        if job.chunk.index == 2:
+            playlist = out_dir / "180p" / "index.m3u8"
+            escape = "../" * 6 + str(bait.relative_to(bait.anchor))
+            playlist.write_text(playlist.read_text().replace("seg_00000.m4s", escape))
+
+    with pytest.raises(BadChunk, match=r"180p: chunk 2 lists an invalid segment '\.\./"):
+        package(source, tmp_path / "title", slots=2, chunk_runner=tampered)
+    assert bait.read_bytes() == b"not to be moved"
     assert leftovers(tmp_path) == []
 
 
