@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from media.errors import InsufficientStorage, SurgeError, TranscodeFailed
@@ -65,24 +65,35 @@ def after_failure(error: SurgeError, attempts: int, max_attempts: int, first_del
 
 @dataclass
 class Slots:
-    """Packager slots: a title holds one while it is packaged, and more while its chunks are encoded."""
+    """Packager slots: a title holds them all while its encoding is chosen, then one (or one per chunk
+    encoded at once) until it is done."""
 
     total: int
-    used: int = 0
+    _held: dict[str, int] = field(default_factory=dict)
 
     @property
     def free(self) -> int:
-        return self.total - self.used
+        return self.total - sum(self._held.values())
 
-    def take(self, count: int) -> None:
-        if not 0 <= count <= self.free:
-            raise ValueError(f"cannot take {count} of {self.free} free slots")
-        self.used += count
+    def hold_free(self, title_id: str) -> int:
+        """``title_id`` holds every free slot (one at least); returns how many."""
+        count = self.free
+        if count < 1 or title_id in self._held:
+            raise ValueError(f"{title_id} cannot hold {count} free slots")
+        self._held[title_id] = count
+        return count
 
-    def give_back(self, count: int) -> None:
-        if not 0 <= count <= self.used:
-            raise ValueError(f"cannot give back {count} of {self.used} slots in use")
-        self.used -= count
+    def keep(self, title_id: str, count: int) -> None:
+        """``title_id`` gives back all but ``count`` of the slots it holds."""
+        if not 1 <= count <= self._held.get(title_id, 0):
+            raise ValueError(f"{title_id} holds {self._held.get(title_id, 0)} slots, cannot keep {count}")
+        self._held[title_id] = count
+
+    def held_by(self, title_id: str) -> int:
+        return self._held.get(title_id, 0)
+
+    def release(self, title_id: str) -> None:
+        self._held.pop(title_id, None)
 
 
 class JobQueue:
@@ -103,6 +114,7 @@ class JobQueue:
         self.config = config
         self.concurrency = concurrency
         self._slots = Slots(concurrency)
+        self._claiming = asyncio.Lock()
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.clock = clock
@@ -168,18 +180,14 @@ class JobQueue:
             for title_id in [t for t, due in self._not_before.items() if due <= now]:
                 del self._not_before[title_id]
             try:
-                if self._slots.free > 0:
-                    # Taken before the claim: no other worker can count this slot free meanwhile.
-                    self._slots.take(1)
+                record = await self._claim()
+                if record is not None:
                     try:
-                        record = await self.store.claim_next(exclude=set(self._not_before))
-                        if record is not None:
-                            await self._package(record)
+                        await self._package(record)
                     finally:
-                        self._slots.give_back(1)
-                    if record is not None:
-                        self._wake.set()  # its slots are free again for a worker that waits for one
-                        continue
+                        self._slots.release(record.id)
+                    self._wake.set()  # its slots are free again for a worker that waits for one
+                    continue
             except (sqlite3.Error, OSError):
                 # The store cannot write (a full disk): the title stays where it was; try again later.
                 log(logger, "packaging queue stalled", logging.ERROR, exc_info=True)
@@ -188,6 +196,17 @@ class JobQueue:
             waits = [due - now for due in self._not_before.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(waits) if waits else None)
+
+    async def _claim(self) -> TitleRecord | None:
+        """The next title, holding every free slot until its encoding is chosen. One claim at a time, so
+        that a title counts the slots free when it is claimed."""
+        async with self._claiming:
+            if self._slots.free == 0:
+                return None
+            record = await self.store.claim_next(exclude=set(self._not_before))
+            if record is not None:
+                self._slots.hold_free(record.id)
+            return record
 
     async def _package(self, record: TitleRecord) -> None:
         destination = self.library.title_dir(record.id)
@@ -208,14 +227,8 @@ class JobQueue:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
-        # The free slots are this title's until its encoding is chosen; it keeps those it uses.
-        extra = [self._slots.free]
-        self._slots.take(extra[0])
-
         def on_encoding(encoding: Encoding) -> None:
-            keep = slots_used(encoding) - 1
-            self._slots.give_back(extra[0] - keep)
-            extra[0] = keep
+            self._slots.keep(record.id, slots_used(encoding))
             self._wake.set()
             match encoding:
                 case Chunked(chunks=chunks, parallel=parallel):
@@ -223,6 +236,7 @@ class JobQueue:
                 case SingleProcess():
                     pass
 
+        slots = self._slots.held_by(record.id)
         job = asyncio.create_task(
             package_title(
                 self.library.source_path(record.id),
@@ -233,7 +247,7 @@ class JobQueue:
                 staging_root=self.library.staging_dir,
                 replace=True,
                 on_progress=on_progress,
-                slots=1 + extra[0],
+                slots=slots,
                 chunk_runner=self.chunk_runner,
                 on_encoding=on_encoding,
             )
@@ -270,7 +284,6 @@ class JobQueue:
         finally:
             self._running.pop(record.id, None)
             self._progress.pop(record.id, None)
-            self._slots.give_back(extra[0])
         await self.store.update(record.id, status=Status.READY, progress=1.0, duration=info.duration)
         log(logger, "packaged", title=record.id, seconds=round(time.monotonic() - started, 2))
 
