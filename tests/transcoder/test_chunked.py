@@ -10,6 +10,7 @@ import json
 import pickle
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from media.ladder import Rung
 from tests.conftest import MakeSource, ffmpeg_pids_under
 from tests.transcoder.checks import check_title
 from tests.transcoder.test_package import leftovers
-from transcoder.chunked import BadChunk, ChunkJob, encode_video_chunk
+from transcoder.chunked import CHUNKS_DIR, BadChunk, ChunkJob, encode_video_chunk
 from transcoder.chunks import Chunked, Encoding, SingleProcess
 from transcoder.package import package_title
 from transcoder.plan import PackageConfig
@@ -279,18 +280,37 @@ def test_a_failing_chunk_stops_the_others(make_source: MakeSource, tmp_path: Pat
     assert ffmpeg_pids_under(tmp_path) == []
 
 
-def test_cancel_stops_every_chunk_and_removes_staging(make_source: MakeSource, tmp_path: Path) -> None:
+def chunk_encoders_under(directory: Path) -> int:
+    """How many chunk encoders (ffmpeg writing into a chunk directory) run under ``directory`` now."""
+    count = 0
+    for pid in ffmpeg_pids_under(directory):
+        try:
+            count += f"/{CHUNKS_DIR}/" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # it ended meanwhile
+    return count
+
+
+def test_chunks_run_in_parallel_within_the_bound_and_stop_on_cancel(
+    make_source: MakeSource, tmp_path: Path
+) -> None:
     source = make_source("long.mp4", width=640, height=360, duration=20)
     out = tmp_path / "title"
+    # Five 4 s chunks of slow encoding, two at once.
     config = dataclasses.replace(CHUNKED, preset="veryslow", ladder=PackageConfig().ladder)
 
     async def cancel_midway() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(
-            package_title(source, out, config, slots=2, on_progress=lambda _f: started.set())
-        )
-        await asyncio.wait_for(started.wait(), 60)
-        assert len(ffmpeg_pids_under(tmp_path)) >= 2  # chunks (and the audio) at once
+        task = asyncio.create_task(package_title(source, out, config, slots=2))
+        seen: list[int] = []
+        deadline = time.monotonic() + 60
+        while max(seen, default=0) < 2:
+            assert time.monotonic() < deadline and not task.done(), f"never two chunks at once: {seen}"
+            seen.append(chunk_encoders_under(tmp_path))
+            await asyncio.sleep(0.05)
+        for _ in range(20):
+            seen.append(chunk_encoders_under(tmp_path))
+            await asyncio.sleep(0.05)
+        assert max(seen) == 2, seen
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
