@@ -197,3 +197,30 @@ def first_sample(segment: bytes) -> FirstSample:
         raise DamagedMedia("first sample runs past the end of the segment")
     flags = default_flags if first_flags is None else first_flags
     return FirstSample(end=end, is_sync=not flags & 0x00010000)  # sample_is_non_sync_sample
+
+
+@dataclass(frozen=True)
+class TrackSetup:
+    """What fragments written by different muxers must agree on to play as one track with one init
+    segment: the timescale their decode times count in, the sample description (codec, its configuration
+    record such as the SPS/PPS of avcC, picture size) and the edit list (where presentation starts)."""
+
+    timescale: int
+    sample_description: bytes
+    edit_list: bytes  # empty without one
+
+
+def track_setup(init: bytes) -> TrackSetup:
+    """The ``TrackSetup`` of the first track of an init segment (ISO/IEC 14496-12 8.4.2, 8.5.2, 8.6.6)."""
+    mdhd = find_box(init, [b"moov", b"trak", b"mdia", b"mdhd"])
+    stsd = find_box(init, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])
+    if mdhd is None or stsd is None:
+        raise DamagedMedia("MP4 init segment without a media header (mdhd) or sample description (stsd)")
+    # FullBox version/flags, then creation and modification times: 4 bytes each in version 0, 8 in 1.
+    offset = mdhd.body + 4 + (16 if init[mdhd.body] == 1 else 8)
+    if offset + 4 > mdhd.end:
+        raise DamagedMedia("MP4 media header cut short")
+    (timescale,) = struct.unpack_from(">I", init, offset)
+    edts = find_box(init, [b"moov", b"trak", b"edts"])
+    edit_list = b"" if edts is None else init[edts.body : edts.end]
+    return TrackSetup(timescale=timescale, sample_description=init[stsd.body : stsd.end], edit_list=edit_list)

@@ -38,6 +38,7 @@ class SourceFacts:
     audio_codec: str | None
     audio_channels: int
     audio_language: str | None
+    container: str = ""  # ffprobe's format names, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "mpegts"
 
     @property
     def display_width(self) -> int:
@@ -131,6 +132,7 @@ def facts_from_probe(probe: dict[str, Any], name: str = "source") -> SourceFacts
         audio_codec=str(audio.get("codec_name")) if audio else None,
         audio_channels=int(audio.get("channels") or 0) if audio else 0,
         audio_language=_language(audio),
+        container=str((probe.get("format") or {}).get("format_name") or ""),
     )
 
 

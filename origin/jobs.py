@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +23,8 @@ from media.title import TitleInfo
 from origin.store import Status, TitleRecord, TitleStore
 from service.logs import log
 from service.tasks import BackgroundTasks
+from transcoder.chunked import ChunkRunner
+from transcoder.chunks import Chunked, Encoding, SingleProcess, slots_used
 from transcoder.package import TITLE_JSON, package_title
 from transcoder.plan import PackageConfig
 
@@ -87,6 +89,39 @@ class PackagingQueue(Protocol):
     async def cancel(self, title_id: str) -> bool: ...
 
 
+@dataclass
+class Slots:
+    """Packager slots: a title holds them all while its encoding is chosen, then one (or one per chunk
+    encoded at once) until it is done."""
+
+    total: int
+    _held: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def free(self) -> int:
+        return self.total - sum(self._held.values())
+
+    def hold_free(self, title_id: str) -> int:
+        """``title_id`` holds every free slot (one at least); returns how many."""
+        count = self.free
+        if count < 1 or title_id in self._held:
+            raise ValueError(f"{title_id} cannot hold {count} free slots")
+        self._held[title_id] = count
+        return count
+
+    def keep(self, title_id: str, count: int) -> None:
+        """``title_id`` gives back all but ``count`` of the slots it holds."""
+        if not 1 <= count <= self._held.get(title_id, 0):
+            raise ValueError(f"{title_id} holds {self._held.get(title_id, 0)} slots, cannot keep {count}")
+        self._held[title_id] = count
+
+    def held_by(self, title_id: str) -> int:
+        return self._held.get(title_id, 0)
+
+    def release(self, title_id: str) -> None:
+        self._held.pop(title_id, None)
+
+
 class JobQueue:
     def __init__(
         self,
@@ -98,14 +133,18 @@ class JobQueue:
         max_attempts: int = 3,
         retry_delay: float = 2.0,
         clock: Clock = time.monotonic,
+        chunk_runner: ChunkRunner | None = None,  # None: a chunked title's chunks are encoded here
     ) -> None:
         self.library = library
         self.store = store
         self.config = config
         self.concurrency = concurrency
+        self._slots = Slots(concurrency)
+        self._claiming = asyncio.Lock()
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.clock = clock
+        self.chunk_runner = chunk_runner
         self._not_before: dict[str, float] = {}  # titles waiting out a retry's backoff
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -162,23 +201,39 @@ class JobQueue:
 
     async def _work(self) -> None:
         while True:
+            # Cleared before looking, so a wake-up (an upload, slots given back) while looking is not lost.
+            self._wake.clear()
             now = self.clock()
             for title_id in [t for t, due in self._not_before.items() if due <= now]:
                 del self._not_before[title_id]
             try:
-                record = await self.store.claim_next(exclude=set(self._not_before))
+                record = await self._claim()
                 if record is not None:
-                    await self._package(record)
+                    try:
+                        await self._package(record)
+                    finally:
+                        self._slots.release(record.id)
+                    self._wake.set()  # its slots are free again for a worker that waits for one
                     continue
             except (sqlite3.Error, OSError):
                 # The store cannot write (a full disk): the title stays where it was; try again later.
                 log(logger, "packaging queue stalled", logging.ERROR, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            self._wake.clear()
             waits = [due - now for due in self._not_before.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(waits) if waits else None)
+
+    async def _claim(self) -> TitleRecord | None:
+        """The next title, holding every free slot until its encoding is chosen. One claim at a time, so
+        that a title counts the slots free when it is claimed."""
+        async with self._claiming:
+            if self._slots.free == 0:
+                return None
+            record = await self.store.claim_next(exclude=set(self._not_before))
+            if record is not None:
+                self._slots.hold_free(record.id)
+            return record
 
     async def _package(self, record: TitleRecord) -> None:
         destination = self.library.title_dir(record.id)
@@ -197,6 +252,16 @@ class JobQueue:
                 last_persist[0] = self.clock()
                 self._background.spawn(self._persist_progress(record.id, fraction))
 
+        def on_encoding(encoding: Encoding) -> None:
+            self._slots.keep(record.id, slots_used(encoding))
+            self._wake.set()
+            match encoding:
+                case Chunked(chunks=chunks, parallel=parallel):
+                    log(logger, "packaging in chunks", title=record.id, chunks=len(chunks), parallel=parallel)
+                case SingleProcess():
+                    pass
+
+        slots = self._slots.held_by(record.id)
         job = asyncio.create_task(
             package_title(
                 self.library.source_path(record.id),
@@ -207,6 +272,9 @@ class JobQueue:
                 staging_root=self.library.staging_dir,
                 replace=True,
                 on_progress=on_progress,
+                slots=slots,
+                chunk_runner=self.chunk_runner,
+                on_encoding=on_encoding,
             )
         )
         self._running[record.id] = job

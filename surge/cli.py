@@ -26,6 +26,7 @@ from service.loop import run, run_server
 from service.tls import TlsFiles
 from service.urls import WILDCARD_HOSTS, is_loopback_host, is_loopback_url, validate_base_url
 from surge.config import add_config_option, parse_args
+from transcoder.chunks import Chunked, Encoding
 from transcoder.package import package_title
 from transcoder.plan import X264_PRESETS, PackageConfig
 from transcoder.sample import make_sample
@@ -79,10 +80,17 @@ def _package(
     force: bool,
     quiet: bool,
     staging_root: Path | None = None,
+    slots: int = 1,
 ) -> TitleInfo:
     if out.exists() and not force:
         raise AlreadyExists(f"{out} already exists (use --force to replace it)")
     update, close = _progress_bar(f"packaging {source.name}", quiet)
+
+    def announce(encoding: Encoding) -> None:
+        if isinstance(encoding, Chunked) and not quiet:
+            print(f"encoding the video in {len(encoding.chunks)} chunks, {encoding.parallel} at once",
+                  file=sys.stderr)  # fmt: skip
+
     try:
         return run(
             package_title(
@@ -94,6 +102,8 @@ def _package(
                 replace=force,
                 staging_root=staging_root,
                 on_progress=update,
+                slots=slots,
+                on_encoding=announce,
             )
         )
     finally:
@@ -107,6 +117,7 @@ def _config(args: argparse.Namespace) -> PackageConfig:
         segment_duration=args.segment_duration,
         keyframe_interval=args.keyframe_interval,
         audio_language=args.audio_language,
+        chunk_seconds=args.chunk_seconds,
     )
 
 
@@ -123,9 +134,10 @@ def cmd_transcode(args: argparse.Namespace) -> int:
     source, out = Path(args.source), Path(args.out)
     if not source.is_file():
         raise SurgeError(f"{source}: no such file")
-    info = _package(
-        source, out, _config(args), name=args.name, title_id=args.id, force=args.force, quiet=args.quiet
-    )
+    if args.jobs < 1:
+        raise InvalidInput("--jobs must be at least 1")
+    info = _package(source, out, _config(args), name=args.name, title_id=args.id, force=args.force,
+                    quiet=args.quiet, slots=args.jobs)  # fmt: skip
     print(_summary(info, out))
     return 0
 
@@ -195,7 +207,7 @@ def _origin_config(args: argparse.Namespace) -> OriginConfig:
         jobs=args.jobs,
         cors_origin=args.cors_origin,
         playlist_max_age=args.playlist_max_age,
-        package=PackageConfig(preset=args.preset),
+        package=PackageConfig(preset=args.preset, chunk_seconds=args.chunk_seconds),
         packaging_attempts=args.packaging_attempts,
         retry_delay=args.retry_delay,
         fleet=getattr(args, "fleet", None),
@@ -546,6 +558,7 @@ def _origin_options(parser: argparse.ArgumentParser) -> None:
         "--min-free-disk", default="1GiB", help="refuse uploads that leave less free (default 1GiB)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="packaging jobs at once (default 1)")
+    _chunk_option(parser)
     parser.add_argument(
         "--packaging-attempts", type=int, default=3, help="tries after ffmpeg is killed or the disk fills"
     )
@@ -574,6 +587,16 @@ def _ray_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", help="the Ray head's HOST:PORT (default: this machine's cluster)")
     parser.add_argument("--ray-namespace", default="surge",
                         help="Ray namespace of the edge actors (default surge)")  # fmt: skip
+
+
+def _chunk_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chunk-seconds",
+        type=int,
+        default=60,
+        help="encode a title longer than 2 chunks of this many seconds in chunks, in parallel, when more "
+        "than one packaging job is free (default 60; 0: never)",
+    )
 
 
 def _version() -> str:
@@ -618,6 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transcode.add_argument("--keyframe-interval", type=int, default=2, help="IDR interval, s (default 2)")
     transcode.add_argument("--audio-language", default="und", help="BCP 47 language when the source has none")
+    _chunk_option(transcode)
+    transcode.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="ffmpeg processes at once for a title in chunks"
+    )
     transcode.add_argument("--quiet", action="store_true", help="no progress bar")
     transcode.set_defaults(handler=cmd_transcode)
 

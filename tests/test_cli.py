@@ -41,6 +41,20 @@ def test_transcode(make_source: MakeSource, tmp_path: Path) -> None:
     assert facts["title"]["name"] == "Demo"
 
 
+def test_transcode_in_chunks(make_source: MakeSource, tmp_path: Path) -> None:
+    source = make_source("chunks.mp4", width=426, height=240, duration=10)
+    out = tmp_path / "title"
+    options = ["--preset", "ultrafast", "--segment-duration", "2", "--chunk-seconds", "4"]
+    done = surge("transcode", str(source), "--out", str(out), *options, "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    assert "encoding the video in 3 chunks, 2 at once" in done.stderr
+    assert check_title(out, tmp_path, target=2)["segments"] == [2.0] * 5
+    # One job, or chunking off: one process.
+    for more in (["--jobs", "1"], ["--chunk-seconds", "0", "--jobs", "2"]):
+        done = surge("transcode", str(source), "--out", str(out), "--force", *options, *more)
+        assert done.returncode == 0 and "encoding the video in" not in done.stderr, done.stderr
+
+
 def test_transcode_errors_are_one_line(make_source: MakeSource, tmp_path: Path) -> None:
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
@@ -60,6 +74,12 @@ def test_transcode_errors_are_one_line(make_source: MakeSource, tmp_path: Path) 
     assert_one_line_error(
         surge("transcode", str(source), "--out", str(tmp_path / "e"), "--audio-language", "klingon!"),
         "not a language tag",
+    )
+    assert_one_line_error(
+        surge("transcode", str(source), "--out", str(tmp_path / "f"), "--chunk-seconds", "-1"), "chunk length"
+    )
+    assert_one_line_error(
+        surge("transcode", str(source), "--out", str(tmp_path / "g"), "--jobs", "0"), "--jobs"
     )
     assert_one_line_error(
         surge("transcode", str(source), "--out", str(tmp_path / "no" / "parent")), "is not a directory"
@@ -250,3 +270,11 @@ def test_packager_flags_are_checked_before_anything_starts(
 ) -> None:
     assert_one_line_error(surge(*argv, "--port", "0", "--data", str(tmp_path / "data"), timeout=60), message)
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("command", ["origin", "up"])
+def test_a_nonsense_chunk_length_stops_a_server_at_once(command: str, tmp_path: Path) -> None:
+    done = surge(
+        command, "--data", str(tmp_path / "data"), "--port", "0", "--chunk-seconds", "-5", timeout=60
+    )
+    assert_one_line_error(done, "the chunk length must be 0 (off) to 86400 s")

@@ -1,4 +1,5 @@
-"""A package plan → ONE ffmpeg argument list: decode once, split, scale and encode every rung.
+"""A package plan → ffmpeg argument lists: ONE process that decodes once, splits, scales and encodes every
+rung (``build_command``), or, for a title encoded in chunks, one per chunk of video and one for the audio.
 
 ffmpeg-python cannot express the hls muxer's ``var_stream_map`` (ffmpeg-python issue 275), so instead of
 one multi-stream hls output each rendition is its own hls output fed from the same filter graph: one
@@ -13,6 +14,7 @@ from typing import Any
 import ffmpeg
 
 from media.ladder import Rendition
+from transcoder.chunks import Chunk
 from transcoder.plan import AudioPlan, PackagePlan
 
 INIT_NAME = "init.mp4"
@@ -63,11 +65,13 @@ def _audio_options(audio: AudioPlan) -> dict[str, Any]:
     }
 
 
-def build_command(plan: PackagePlan, out_dir: Path) -> list[str]:
-    """The full argv (starting with ``ffmpeg``); rendition directories under ``out_dir`` must exist."""
+def _source(path: Path, **options: Any) -> Any:
     # "file:" keeps a source named like a protocol ("http:...") or an option ("-i") a plain file.
-    source = ffmpeg.input(f"file:{plan.source.resolve()}")
-    video = source.video
+    return ffmpeg.input(f"file:{path.resolve()}", **options)
+
+
+def _ladder_outputs(plan: PackagePlan, video: Any, out_dir: Path, **extra: Any) -> list[Any]:
+    """Every rung from one decoded video stream: one ``split``, then scale and encode each branch."""
     if plan.frame_rate_divisor > 1:
         video = video.filter("fps", fps=str(plan.frame_rate))
     branches = video.filter_multi_output("split", len(plan.renditions))
@@ -80,11 +84,61 @@ def build_command(plan: PackagePlan, out_dir: Path) -> list[str]:
             .filter("format", "yuv420p")
         )
         directory = out_dir / rendition.name
-        options = _video_options(plan, rendition) | _hls_options(plan, directory)
+        options = _video_options(plan, rendition) | _hls_options(plan, directory) | extra
         outputs.append(ffmpeg.output(scaled, str(directory / PLAYLIST_NAME), **options))
-    if plan.audio is not None:
-        directory = out_dir / plan.audio.name
-        options = _audio_options(plan.audio) | _hls_options(plan, directory)
-        outputs.append(ffmpeg.output(source.audio, str(directory / PLAYLIST_NAME), **options))
+    return outputs
+
+
+def _audio_output(plan: PackagePlan, audio: AudioPlan, source: Any, out_dir: Path) -> Any:
+    directory = out_dir / audio.name
+    options = _audio_options(audio) | _hls_options(plan, directory)
+    return ffmpeg.output(source.audio, str(directory / PLAYLIST_NAME), **options)
+
+
+def _argv(outputs: list[Any], *global_options: str) -> list[str]:
     # Global options go first: ffmpeg-python would append them after the last output.
-    return ["ffmpeg", *GLOBAL_OPTIONS, *ffmpeg.merge_outputs(*outputs).get_args()]
+    return ["ffmpeg", *GLOBAL_OPTIONS, *global_options, *ffmpeg.merge_outputs(*outputs).get_args()]
+
+
+def build_command(plan: PackagePlan, out_dir: Path) -> list[str]:
+    """The full argv (starting with ``ffmpeg``); rendition directories under ``out_dir`` must exist."""
+    source = _source(plan.source)
+    outputs = _ladder_outputs(plan, source.video, out_dir)
+    if plan.audio is not None:
+        outputs.append(_audio_output(plan, plan.audio, source, out_dir))
+    return _argv(outputs)
+
+
+def build_video_chunk_command(source: Path, plan: PackagePlan, chunk: Chunk, out_dir: Path) -> list[str]:
+    """Every rung of one chunk of the video, on the title's timeline (no audio).
+
+    ``-copyts -start_at_zero`` keeps the title's timestamps (the source's, less its start time, as one
+    process has them) all the way through the filters, the encoder and the muxer, so each frame gets the
+    very timestamp it would get from one process, at non-integer frame rates too. Input ``-ss`` decodes
+    from the key frame before the chunk and drops the frames before its start, and ``-t`` stops at its
+    end: consecutive chunks share no frame and miss none. The IDR expression counts from the chunk's
+    first frame, on the key frame grid, so it forces the frames one process would. With ``frag_discont``
+    the mp4 muxer takes each fragment's decode time (``tfdt``) from its packets instead of starting at 0
+    and writing the offset into ``init.mp4`` as an empty edit; with negative timestamps kept (no shift of
+    the first chunk's alone), every chunk writes the same ``init.mp4``. ``fragment_index`` numbers the
+    fragments (``mfhd``) on from the chunks before.
+    """
+    input_options: dict[str, Any] = {"ss": chunk.start}
+    if not chunk.last:
+        input_options["t"] = chunk.duration
+    first_fragment = chunk.first_segment(plan.segment_duration) + 1
+    outputs = _ladder_outputs(
+        plan,
+        _source(source, **input_options).video,
+        out_dir,
+        avoid_negative_ts="disabled",
+        hls_segment_options=f"movflags=+frag_discont:fragment_index={first_fragment}",
+    )
+    return _argv(outputs, "-copyts", "-start_at_zero")
+
+
+def build_audio_command(source: Path, plan: PackagePlan, out_dir: Path) -> list[str]:
+    """The audio rendition alone, for the whole title: the same output as in ``build_command``."""
+    if plan.audio is None:
+        raise ValueError("the plan has no audio")
+    return _argv([_audio_output(plan, plan.audio, _source(source), out_dir)])

@@ -1,5 +1,6 @@
-"""Package one title: probe → plan → ffmpeg in a staging directory → playlists from measured facts →
-atomic rename into place. Nothing half-written ever appears at the destination.
+"""Package one title: probe → plan → ffmpeg in a staging directory (one process, or chunks assembled by
+``transcoder.chunked``) → playlists from measured facts → atomic rename into place. Nothing half-written
+ever appears at the destination.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from media.ids import new_title_id, validate_title_id
 from media.mp4 import aac_codec_string, avc_codec_string, first_sample
 from media.probe import SourceFacts, probe_source
 from media.title import AudioInfo, RenditionInfo, TitleInfo
+from transcoder.chunked import ChunkRunner, encode_chunked
+from transcoder.chunks import Chunked, Encoding, SingleProcess, choose_encoding, seeks_accurately
 from transcoder.command import INIT_NAME, PLAYLIST_NAME, build_command
 from transcoder.plan import PackageConfig, PackagePlan, make_plan
 from transcoder.run import ProgressCallback, run_ffmpeg
@@ -251,12 +254,24 @@ def plan_title(source: Path, config: PackageConfig) -> PackagePlan:
 
 
 async def encode_title(
-    plan: PackagePlan, directory: Path, config: PackageConfig, on_progress: ProgressCallback | None = None
+    plan: PackagePlan,
+    directory: Path,
+    config: PackageConfig,
+    on_progress: ProgressCallback | None = None,
+    encoding: Encoding | None = None,
+    chunk_runner: ChunkRunner | None = None,
 ) -> None:
     """ffmpeg's output for ``plan`` into ``directory`` (renditions, segments, raw playlists), which
-    ``finish_title`` then checks and completes; a worker on another machine runs this part alone."""
+    ``finish_title`` then checks and completes; a worker on another machine runs this part alone.
+    ``encoding`` (default one process) chooses between one ffmpeg and chunks run by ``chunk_runner``."""
     await asyncio.to_thread(make_output_dirs, plan, directory)
-    await run_ffmpeg(build_command(plan, directory), plan.duration, on_progress, config.stall_timeout)
+    match encoding or SingleProcess():
+        case SingleProcess():
+            command = build_command(plan, directory)
+            await run_ffmpeg(command, plan.duration, on_progress, config.stall_timeout)
+        case Chunked(chunks=chunks, parallel=parallel):
+            await encode_chunked(plan, chunks, directory, parallel=parallel, runner=chunk_runner,
+                                 on_progress=on_progress, stall_timeout=config.stall_timeout)  # fmt: skip
 
 
 def _check_destination(destination: Path, replace: bool) -> None:
@@ -277,17 +292,36 @@ async def package_title(
     replace: bool = False,
     on_progress: ProgressCallback | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
+    slots: int = 1,
+    chunk_runner: ChunkRunner | None = None,
+    on_encoding: Callable[[Encoding], None] | None = None,
 ) -> TitleInfo:
     """Package ``source`` into ``destination``; on any failure or cancellation nothing is left behind.
-    ``clock`` dates the title (``created`` in title.json)."""
+
+    ``clock`` dates the title (``created`` in title.json). ``slots``: packager slots this title may use,
+    its own included. With more than one, a title longer than two chunks (``config.chunk_seconds``) has
+    its video encoded in chunks, that many at once, by ``chunk_runner`` (default: ffmpeg processes on
+    this machine), and is assembled here. ``on_encoding`` hears the choice once it is made, before any
+    encoding (e.g. to give back the slots a single process leaves unused).
+    """
     config = config or PackageConfig()
     await asyncio.to_thread(_check_destination, destination, replace)
-    plan = await asyncio.to_thread(plan_title, source, config)
+    facts = await asyncio.to_thread(probe_source, source)
+    plan = make_plan(source, facts, config)
+    encoding = choose_encoding(
+        plan.duration,
+        plan.segment_duration,
+        config.chunk_seconds,
+        slots,
+        seekable=seeks_accurately(facts.container),
+    )
+    if on_encoding is not None:
+        on_encoding(encoding)
     title_name = name or source.stem
     title_id = validate_title_id(title_id) if title_id else new_title_id(title_name)
     staging = await asyncio.to_thread(_make_staging, plan, destination, staging_root or destination.parent)
     try:
-        await encode_title(plan, staging, config, on_progress)
+        await encode_title(plan, staging, config, on_progress, encoding, chunk_runner)
         info = await asyncio.to_thread(finish_title, staging, plan, title_id, title_name, clock())
         await asyncio.to_thread(publish, staging, destination, replace=replace)
     except BaseException as error:

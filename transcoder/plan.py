@@ -34,6 +34,9 @@ class PackageConfig:
     audio_language: str = "und"
     max_frame_rate: int = 60
     stall_timeout: float = 120.0  # seconds without progress from ffmpeg before it is stopped
+    # Longer titles are encoded in chunks of about this many seconds, in parallel, when packager slots are
+    # free (transcoder/chunks.py); 0 keeps every title in one ffmpeg process.
+    chunk_seconds: int = 60
 
     def __post_init__(self) -> None:
         if self.preset not in X264_PRESETS:
@@ -48,6 +51,8 @@ class PackageConfig:
                 f"the segment duration ({self.segment_duration} s) must be a multiple of the key frame "
                 f"interval ({self.keyframe_interval} s)"
             )
+        if not 0 <= self.chunk_seconds <= 86_400:
+            raise InvalidInput("the chunk length must be 0 (off) to 86400 s")
         if not 16_000 <= self.audio_bitrate <= 512_000:
             raise InvalidInput("the audio bitrate must be 16k-512k")
         if not self.ladder:

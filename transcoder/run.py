@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import signal
 from collections.abc import Callable
+from fractions import Fraction
 
 from media.errors import ToolMissing, TranscodeFailed
 from service.process import die_with_parent
@@ -61,8 +62,10 @@ async def run_ffmpeg(
     duration: float,
     on_progress: ProgressCallback | None = None,
     stall_timeout: float = 120.0,
+    frame_rate: Fraction | None = None,
 ) -> None:
-    """Run ``command`` to completion. Raises ``TranscodeFailed``; on cancellation ffmpeg is stopped first."""
+    """Run ``command`` to completion. Raises ``TranscodeFailed``; on cancellation ffmpeg is stopped first.
+    Progress is the output time over ``duration`` (counted in frames at ``frame_rate`` when given)."""
     if shutil.which(command[0]) is None:
         raise ToolMissing(f"{command[0]} is not installed (make setup installs it with apt-get)")
     process = await asyncio.create_subprocess_exec(
@@ -76,7 +79,7 @@ async def run_ffmpeg(
     )
     assert process.stdout is not None and process.stderr is not None
     stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
-    reader = ProgressReader(duration)
+    reader = ProgressReader(duration, frame_rate)
 
     async def read_progress() -> None:
         assert process.stdout is not None

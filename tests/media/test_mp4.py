@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from media.errors import DamagedMedia
-from media.mp4 import aac_codec_string, avc_codec_string, first_sample, iter_boxes
+from media.mp4 import aac_codec_string, avc_codec_string, first_sample, iter_boxes, track_setup
 
 
 def box(kind: bytes, payload: bytes) -> bytes:
@@ -107,3 +107,21 @@ def test_first_sample_is_the_key_frame(tmp_path: Path) -> None:
     assert int(packets[0]["size"]) == sample.end - int(packets[0]["pos"]) + len(init)
     with pytest.raises(DamagedMedia):
         first_sample(segment[: sample.end - 1][:200])
+
+
+def test_track_setup_tells_alike_encodes_from_different_ones(tmp_path: Path) -> None:
+    def init(name: str, *args: str) -> bytes:
+        directory = tmp_path / name
+        directory.mkdir()
+        return (_hls_fmp4(directory, "-map", "0:v", "-c:v", "libx264", *args) / "init.mp4").read_bytes()
+
+    first = track_setup(init("first", "-preset", "veryfast"))
+    assert track_setup(init("again", "-preset", "veryfast")) == first
+    assert track_setup(init("other", "-preset", "ultrafast")).sample_description != first.sample_description
+    # ffprobe agrees on the timescale (the stream's time base) and sees the edit list.
+    joined = tmp_path / "first" / "out"
+    stream = _ffprobe_stream(joined)
+    assert stream["time_base"] == f"1/{first.timescale}"
+    assert first.edit_list  # B-frames: presentation starts after the first decode times
+    with pytest.raises(DamagedMedia, match="sample description"):
+        track_setup(box(b"moov", box(b"trak", b"")))

@@ -105,6 +105,7 @@ def test_probe_real_source(make_source: MakeSource) -> None:
     assert (facts.width, facts.height) == (320, 240)
     assert facts.has_audio and facts.audio_codec == "aac" and facts.audio_channels == 2
     assert facts.frame_rate == 30 and abs(facts.duration - 2.0) < 0.1
+    assert facts.container == "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 def test_probe_rotated_source(make_source: MakeSource) -> None:
