@@ -15,7 +15,6 @@ from media.errors import InvalidInput
 
 if TYPE_CHECKING:
     from loadtest.config import LoadTestConfig
-    from loadtest.driver import Run
     from loadtest.metrics import Second
 
 NON_TTY_EVERY = 10  # seconds between progress lines when stderr is not a terminal
@@ -144,10 +143,10 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         report.check_plot_available()
     tty = sys.stderr.isatty()
 
-    def progress(second: Second, state: Run) -> None:
+    def progress(second: Second, errors: int) -> None:
         if args.quiet:
             return
-        line = report.progress_line(second, state.recorder.errors)
+        line = report.progress_line(second, errors)
         if tty:
             print(f"\r\x1b[K{line}", end="", file=sys.stderr, flush=True)
         elif round(second.t) % NON_TTY_EVERY == 0:
