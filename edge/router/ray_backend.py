@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,34 +26,13 @@ import ray
 from ray.exceptions import RayError
 
 from edge.router.backends import START_TIMEOUT_S, EdgeHandle, LocalProcesses, ProcessHandle
-from media.errors import SurgeError
 from origin.auth import TOKEN_ENV
 from service.logs import log
+from service.ray_cluster import CALL_TIMEOUT_S, join_cluster
 
 logger = logging.getLogger("surge.fleet")
 EDGE_RESOURCE = "surge_edge"
 DEFAULT_NAMESPACE = "surge"
-CALL_TIMEOUT_S = 10.0
-JOIN_TIMEOUT_S = 60.0
-
-
-def _init_ray(options: dict[str, Any], joined: asyncio.Future[None]) -> None:
-    loop = joined.get_loop()
-    try:
-        ray.init(**options)
-    except Exception as err:
-        loop.call_soon_threadsafe(_settle, joined, err)
-    else:
-        loop.call_soon_threadsafe(_settle, joined, None)
-
-
-def _settle(joined: asyncio.Future[None], err: Exception | None) -> None:
-    if joined.done():
-        return
-    if err is None:
-        joined.set_result(None)
-    else:
-        joined.set_exception(err)
 
 
 class EdgeActor:
@@ -105,19 +82,6 @@ class RayHandle(EdgeHandle):
     watch: asyncio.Future[Any] | None = field(default=None, repr=False)
 
 
-def local_address_towards(address: str) -> str | None:
-    """This machine's address on the route to ``host:port`` (a UDP connect sends nothing)."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return None
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((host.strip("[]"), int(port)))
-            return str(probe.getsockname()[0])
-    except OSError:
-        return None
-
-
 @dataclass
 class RayEdges:
     origin: str
@@ -131,36 +95,7 @@ class RayEdges:
 
     async def open(self) -> None:
         """Join the cluster as a driver (blocking in ray, so off the event loop)."""
-        if ray.is_initialized():
-            return
-        options: dict[str, Any] = {
-            "address": self.address or "auto",
-            "namespace": self.namespace,
-            "logging_level": logging.WARNING,
-            "log_to_driver": False,
-        }
-        if self.address and (own := local_address_towards(self.address)):
-            options["_node_ip_address"] = own
-        where = self.address or "this machine"
-        if self.address:
-            host, _, port = self.address.rpartition(":")
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)),
-                                                   CALL_TIMEOUT_S)  # fmt: skip
-                writer.close()
-            except (OSError, TimeoutError, ValueError) as err:
-                raise SurgeError(f"cannot reach the Ray head at {where}: {err or 'timed out'}") from None
-        joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # A daemon thread, not the default executor: a ray.init that never returns must not hold up exit.
-        threading.Thread(target=_init_ray, args=(options, joined), daemon=True, name="ray init").start()
-        try:
-            await asyncio.wait_for(joined, JOIN_TIMEOUT_S)
-        except TimeoutError:
-            raise SurgeError(
-                f"cannot join the Ray cluster at {where}: no answer in {JOIN_TIMEOUT_S:.0f} s"
-            ) from None
-        except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError... for the same cause
-            raise SurgeError(f"cannot join the Ray cluster at {where}: {err}".splitlines()[0]) from None
+        await join_cluster(self.address, self.namespace)
         self._actor_class = ray.remote(EdgeActor)
         log(logger, "joined the ray cluster", address=self.address or "auto", namespace=self.namespace)
 

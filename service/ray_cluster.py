@@ -1,0 +1,87 @@
+"""Joining a Ray cluster as a driver, bounded in time: the one way surge's Ray users (the fleet's edges,
+the load tester's generators) connect. It imports ray: import this module only once Ray is asked for.
+
+Ray's own settings apply as usual (``RAY_AUTH_MODE`` and its token, ``RAY_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from typing import Any
+
+import ray
+
+from media.errors import SurgeError
+
+CALL_TIMEOUT_S = 10.0  # one call to an actor that should answer at once
+JOIN_TIMEOUT_S = 60.0
+
+
+def local_address_towards(address: str) -> str | None:
+    """This machine's address on the route to ``host:port`` (a UDP connect sends nothing)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host.strip("[]"), int(port)))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
+
+
+def _init_ray(options: dict[str, Any], joined: asyncio.Future[None]) -> None:
+    loop = joined.get_loop()
+    try:
+        ray.init(**options)
+    except Exception as err:
+        loop.call_soon_threadsafe(_settle, joined, err)
+    else:
+        loop.call_soon_threadsafe(_settle, joined, None)
+
+
+def _settle(joined: asyncio.Future[None], err: Exception | None) -> None:
+    if joined.done():
+        return
+    if err is None:
+        joined.set_result(None)
+    else:
+        joined.set_exception(err)
+
+
+async def join_cluster(address: str | None, namespace: str) -> None:
+    """Join the cluster at ``address`` (the head's host:port; None: the one this machine belongs to) as
+    a driver in ``namespace``; a one-line ``SurgeError`` when it cannot be reached or joined in time."""
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {
+        "address": address or "auto",
+        "namespace": namespace,
+        "logging_level": logging.WARNING,
+        "log_to_driver": False,
+    }
+    if address and (own := local_address_towards(address)):
+        options["_node_ip_address"] = own
+    where = address or "this machine"
+    if address:
+        host, _, port = address.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)),
+                                               CALL_TIMEOUT_S)  # fmt: skip
+            writer.close()
+        except (OSError, TimeoutError, ValueError) as err:
+            raise SurgeError(f"cannot reach the Ray head at {where}: {err or 'timed out'}") from None
+    joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    # A daemon thread, not the default executor: a ray.init that never returns must not hold up exit.
+    threading.Thread(target=_init_ray, args=(options, joined), daemon=True, name="ray init").start()
+    try:
+        await asyncio.wait_for(joined, JOIN_TIMEOUT_S)
+    except TimeoutError:
+        raise SurgeError(
+            f"cannot join the Ray cluster at {where}: no answer in {JOIN_TIMEOUT_S:.0f} s"
+        ) from None
+    except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError... for the same cause
+        raise SurgeError(f"cannot join the Ray cluster at {where}: {err}".splitlines()[0]) from None
