@@ -127,16 +127,19 @@ class _Generator:
     done: bool = False
 
     @property
-    def last_key(self) -> int:
-        return self.run.streamed[-1].key if self.run.streamed else 0
+    def sent(self) -> Sent:
+        return [row.key for row in self.run.streamed], not self.done and self.run.lost is None
 
 
-def ready_keys(generators: Sequence[_Generator], emitted: int) -> list[int]:
-    """The seconds after ``emitted`` that every generator still running has sent (or never will)."""
-    waiting = [g.last_key for g in generators if not g.done and g.run.lost is None]
-    upto = min(waiting) if waiting else max((g.last_key for g in generators), default=0)
-    keys = {row.key for g in generators for row in g.run.streamed if emitted < row.key <= upto}
-    return sorted(keys)
+Sent = tuple[list[int], bool]  # the seconds (keys) a generator has sent, and whether more may come
+
+
+def ready_keys(sent: Sequence[Sent], emitted: int) -> list[int]:
+    """The seconds after ``emitted`` that can be shown: every generator that may still send rows has
+    sent that second or a later one (its rows come in order); the others have sent all they will."""
+    running = [keys[-1] if keys else 0 for keys, more in sent if more]
+    upto = min(running) if running else max((k for keys, _ in sent for k in keys), default=0)
+    return sorted({k for keys, _ in sent for k in keys if emitted < k <= upto})
 
 
 def plan_generators(units: float, wanted: int | None) -> int:
@@ -251,7 +254,7 @@ class RayLoadTest:
         await asyncio.gather(*(follow(g) for g in generators))
 
     def _emit(self, generators: Sequence[_Generator]) -> None:
-        for key in ready_keys(generators, self._emitted):
+        for key in ready_keys([g.sent for g in generators], self._emitted):
             rows = [row for g in generators for row in g.run.streamed if row.key == key]
             if self.on_second is not None:
                 self.on_second(merge_seconds(rows), sum(g.errors for g in generators))

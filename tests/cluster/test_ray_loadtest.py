@@ -101,3 +101,49 @@ async def test_players_on_two_generator_hosts_make_one_merged_report(
         assert "surge loadtest: 7 players" in done.stdout and "players, CPU mean" in done.stdout
     finally:
         edge.stop()
+
+
+async def test_a_generator_lost_mid_run_is_reported_and_the_run_goes_on(
+    cluster: Cluster, lab_origin: tuple[OriginProcess, str], generator_hosts: list[Host], tmp_path: Path
+) -> None:
+    origin, title = lab_origin
+    edge = SurgeProcess("edge", "--upstream", origin.url, "--host", cluster.lab.address)
+    await asyncio.to_thread(edge.start)
+    victim, survivor = generator_hosts
+    try:
+        report_path = tmp_path / "report.json"
+        command = [sys.executable, "-m", "surge.cli", "loadtest", f"{edge.url}/titles/{title}/master.m3u8",
+                   "--allow-remote", "--ray-address", cluster.ray.address, "--players", "6", "--ramp", "1",
+                   "--duration", "20", "--report", str(report_path)]  # fmt: skip
+
+        def start() -> subprocess.Popen[str]:
+            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=os.environ.copy())  # fmt: skip
+
+        process = await asyncio.to_thread(start)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(e["peer"] == victim.address for e in served(edge)):
+                assert time.monotonic() < deadline and process.poll() is None, "no player on the victim"
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(3)
+            await asyncio.to_thread(victim.kill)  # the machine is gone: Ray node, actor, players
+            stdout, stderr = await asyncio.to_thread(process.communicate, timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+        assert process.returncode == 0, stderr[-3000:]
+        report = json.loads(report_path.read_text())
+        by_node = {g["node"]: g for g in report["generators"]}
+        lost, kept = by_node[victim.address], by_node[survivor.address]
+        assert lost["lost"] and kept["lost"] is None, report["generators"]
+        assert lost["players"] + kept["players"] == 6
+        assert 3 <= lost["seconds"] < kept["seconds"], (lost, kept)
+        # The totals are the survivor's; the series has the lost one's seconds too, up to its loss.
+        assert report["requests"]["total"] > 0 and kept["seconds"] >= 19
+        assert max(s["active"] for s in report["series"]) == 6
+        assert f"{victim.address}: {lost['players']} players" in stdout and "LOST after" in stdout
+        assert any(line.strip().startswith("20 s  players") for line in stderr.splitlines()), stderr
+    finally:
+        edge.stop()

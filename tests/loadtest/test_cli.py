@@ -292,6 +292,8 @@ def test_remote_hosts_are_refused_with_one_line(capsys: pytest.CaptureFixture[st
         (["--abr-set", "abrFoo=1"], "unknown hls.js setting 'abrFoo'"),
         (["--abr-set", "abrBandWidthUpFactor"], "--abr-set wants NAME=NUMBER"),
         (["--abr-set", "abrBandWidthUpFactor=2"], "the bandwidth factors must be in (0, 1]"),
+        (["--generators", "2"], "--generators needs --ray-address"),
+        (["--ray-address", "127.0.0.1:9"], "cannot reach the Ray head at 127.0.0.1:9"),
     ],
 )
 def test_bad_options_are_one_line_errors(
