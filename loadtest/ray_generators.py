@@ -17,6 +17,7 @@ that imports ray.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -125,10 +126,18 @@ class _Generator:
     run: GeneratorRun
     errors: int = 0
     done: bool = False
+    keys: list[int] = field(default_factory=list)  # of the rows streamed, in order
+    by_key: dict[int, Second] = field(default_factory=dict)
 
-    @property
-    def sent(self) -> Sent:
-        return [row.key for row in self.run.streamed], not self.done and self.run.lost is None
+    def add(self, rows: Sequence[Second]) -> None:
+        self.run.streamed.extend(rows)
+        for row in rows:
+            self.keys.append(row.key)
+            self.by_key[row.key] = row
+
+    def sent(self, emitted: int) -> Sent:
+        """The keys it sent after ``emitted``, and whether more may come."""
+        return self.keys[bisect.bisect_right(self.keys, emitted) :], not self.done and self.run.lost is None
 
 
 Sent = tuple[list[int], bool]  # the seconds (keys) a generator has sent, and whether more may come
@@ -245,7 +254,7 @@ class RayLoadTest:
                 except RayError as err:
                     g.run.lost = _why_lost(err)
                 else:
-                    g.run.streamed.extend(streamed.rows)
+                    g.add(streamed.rows)
                     g.errors, g.done = streamed.errors, streamed.done
                     if not g.done and asyncio.get_running_loop().time() > deadline:
                         g.run.lost = "its run did not end in time"
@@ -254,8 +263,8 @@ class RayLoadTest:
         await asyncio.gather(*(follow(g) for g in generators))
 
     def _emit(self, generators: Sequence[_Generator]) -> None:
-        for key in ready_keys([g.sent for g in generators], self._emitted):
-            rows = [row for g in generators for row in g.run.streamed if row.key == key]
+        for key in ready_keys([g.sent(self._emitted) for g in generators], self._emitted):
+            rows = [g.by_key[key] for g in generators if key in g.by_key]
             if self.on_second is not None:
                 self.on_second(merge_seconds(rows), sum(g.errors for g in generators))
             self._emitted = key
