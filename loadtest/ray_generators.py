@@ -68,14 +68,16 @@ class GeneratorActor:
         self._news = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None  # the generator's, in its own thread
         self._run: Run | None = None
+        self._started = False
         self._stopping = False
 
     async def where(self) -> str:
         return self.node
 
     async def start(self) -> None:
-        if self._loop is not None or self.outcome.done():
+        if self._started:
             return
+        self._started = True
         actor_loop = asyncio.get_running_loop()
 
         def on_second(row: Second, errors: int) -> None:
@@ -95,7 +97,7 @@ class GeneratorActor:
     async def _generate(self, on_second: Progress) -> Tally:
         self._loop = asyncio.get_running_loop()
         self._run = Run(self.config, on_second)
-        if self._stopping:
+        if self._stopping:  # asked before the run existed (``stop`` sets the flag, then looks for it)
             self._run.interrupt()
         return await self._run.run()
 
@@ -108,7 +110,8 @@ class GeneratorActor:
         if len(self.rows) <= after and not self.outcome.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._news.wait(), wait)
-        return Streamed(self.rows[after:], self.errors, self.outcome.done())
+        done = self.outcome.done()  # before the rows: the last row is added before the run ends
+        return Streamed(self.rows[after:], self.errors, done)
 
     async def stop(self) -> None:
         """End the run now (the coordinator was interrupted): the totals cover that much."""
