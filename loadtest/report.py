@@ -180,23 +180,26 @@ def summary_text(report: Mapping[str, Any]) -> str:
         )
     lines.append(f"  X-Cache: {_shares(requests['x_cache']) or '-'}")
     lines.append(f"  X-Served-By: {_shares(requests['served_by']) or '-'}")
+    generators = report["generators"]
+    several = len(generators) > 1
+    which = f"{len(generators)} generators, the busiest" if several else "generator"
     lines.append(
-        f"generator: CPU mean {_pct(generator['cpu_mean'])} of one core, max {_pct(generator['cpu_max'])}; "
+        f"{which}: CPU mean {_pct(generator['cpu_mean'])} of one core, max {_pct(generator['cpu_max'])}; "
         f"waiting for a CPU {_pct(generator['cpu_wait_mean'])}; loop lag max "
         f"{generator['loop_lag_max_ms']:.1f} ms; peak RSS {generator['max_rss_mib']:.0f} MiB"
     )
-    generators = report["generators"]
-    if len(generators) > 1 or any(g["lost"] for g in generators):
+    if several or any(g["lost"] for g in generators):
         lines.extend(_generator_line(g) for g in generators)
+    subject = "a generator" if several else "the generator"
     if generator["saturated"]:
         lines.append(
-            f"WARNING: the generator was CPU-saturated (> {SATURATED * 100:.0f} % of one core) for "
+            f"WARNING: {subject} was CPU-saturated (> {SATURATED * 100:.0f} % of one core) for "
             f"{generator['saturated_s']} s; latencies in those seconds include its own delays. "
             "Use fewer players per process, or more processes."
         )
     if generator["starved"]:
         lines.append(
-            f"WARNING: the generator waited for a CPU (> {STARVED * 100:.0f} % of the second, other "
+            f"WARNING: {subject} waited for a CPU (> {STARVED * 100:.0f} % of the second, other "
             f"programs on this machine) in {generator['starved_s']} s; latencies then include that wait."
         )
     return "\n".join(lines)

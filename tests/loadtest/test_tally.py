@@ -14,7 +14,7 @@ import pytest
 from loadtest.config import LoadTestConfig
 from loadtest.metrics import LogHistogram, Recorder, Second, ViewerStats, Window, merge_series, second_of
 from loadtest.player import SessionResult
-from loadtest.report import build_report
+from loadtest.report import build_report, summary_text
 from loadtest.tally import GeneratorRun, Tally, TitleViewers, merge_tallies
 from media.errors import InvalidInput
 
@@ -253,3 +253,6 @@ def test_a_lost_generator_is_reported_with_the_seconds_it_streamed() -> None:
     assert lost["saturated"] and lost["cpu_max"] == 0.97
     assert report["generator"]["saturated"] and report["generator"]["saturated_s"] == 1
     assert report["generators"][0]["lost"] is None
+    text = summary_text(report)
+    assert "2 generators, the busiest: CPU mean" in text and "WARNING: a generator was CPU-saturated" in text
+    assert "  198.51.100.3: 10 players, CPU mean" in text and "LOST after 2 s (its node died)" in text
