@@ -89,11 +89,15 @@ def add_loadtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "('auto': the cluster this machine belongs to)",
     )
     parser.add_argument(
-        "--generators", type=int, help="with --ray-address: how many surge_loadgen units to use (default all)"
+        "--generators",
+        type=int,
+        metavar="N",
+        help="with --ray-address: how many surge_loadgen units to use (default all)",
     )
     parser.add_argument(
         "--ray-namespace",
         default="surge-loadtest",
+        metavar="NS",
         help="Ray namespace of the generators (default surge-loadtest)",
     )
     parser.add_argument(
