@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Light imports only: ``surge`` builds every subparser, also for ``surge transcode``.
 from loadtest.cmcd import MODES
 from loadtest.player import ABR_PROFILES
 from loadtest.scenario import MAX_PLAYERS, PROFILES
-from media.errors import InvalidInput
+from media.errors import InvalidInput, SurgeError
 
 if TYPE_CHECKING:
     from loadtest.config import LoadTestConfig
-    from loadtest.driver import Run
     from loadtest.metrics import Second
 
 NON_TTY_EVERY = 10  # seconds between progress lines when stderr is not a terminal
@@ -83,6 +83,24 @@ def add_loadtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument("--plot", type=Path, help="write a PNG of the time series (needs surge[plot])")
     parser.add_argument("--quiet", action="store_true", help="no live progress line")
     parser.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="spread the players over the machines of this Ray cluster that offer surge_loadgen units "
+        "('auto': the cluster this machine belongs to)",
+    )
+    parser.add_argument(
+        "--generators",
+        type=int,
+        metavar="N",
+        help="with --ray-address: how many surge_loadgen units to use (default all)",
+    )
+    parser.add_argument(
+        "--ray-namespace",
+        default="surge-loadtest",
+        metavar="NS",
+        help="Ray namespace of the generators (default surge-loadtest)",
+    )
+    parser.add_argument(
         "--fail-on",
         metavar="EXPRS",
         help="exit 99 when any holds after the run, e.g. 'rebuffer_ratio>0.01,startup_p95>3s,p99_ms>800'",
@@ -131,12 +149,29 @@ def _check_writable(path: Path | None, flag: str) -> None:
         raise InvalidInput(f"{flag} {path}: {path.parent} is not a directory")
 
 
+async def _run(
+    args: argparse.Namespace, config: LoadTestConfig, progress: Callable[[Second, int], None]
+) -> dict[str, Any]:
+    """On this machine, or over the generators of a Ray cluster (``--ray-address``)."""
+    if not args.ray_address:
+        from loadtest.driver import run_loadtest
+
+        return await run_loadtest(config, progress)
+    try:
+        from loadtest.ray_generators import run_on_cluster
+    except ImportError:
+        raise SurgeError("--ray-address needs the ray package: pip install 'surge[ray]'") from None
+    address = None if args.ray_address == "auto" else args.ray_address
+    return await run_on_cluster(config, address, args.ray_namespace, args.generators, progress)
+
+
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from loadtest import report, thresholds
-    from loadtest.driver import run_loadtest
     from service.loop import run
 
     config = _config(args)
+    if args.generators is not None and not args.ray_address:
+        raise InvalidInput("--generators needs --ray-address (the cluster whose machines run them)")
     limits = thresholds.parse(args.fail_on) if args.fail_on else ()
     _check_writable(args.report, "--report")
     _check_writable(args.plot, "--plot")
@@ -144,17 +179,17 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         report.check_plot_available()
     tty = sys.stderr.isatty()
 
-    def progress(second: Second, state: Run) -> None:
+    def progress(second: Second, errors: int) -> None:
         if args.quiet:
             return
-        line = report.progress_line(second, state.recorder.errors)
+        line = report.progress_line(second, errors)
         if tty:
             print(f"\r\x1b[K{line}", end="", file=sys.stderr, flush=True)
         elif round(second.t) % NON_TTY_EVERY == 0:
             print(line, file=sys.stderr, flush=True)
 
     try:
-        result = run(run_loadtest(config, progress))
+        result = run(_run(args, config, progress))
     finally:
         if tty and not args.quiet:
             print(file=sys.stderr)

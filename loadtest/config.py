@@ -44,6 +44,7 @@ class LoadTestConfig:
     fleet_url: str | None = None  # default: <scheme://host:port of url>/fleet, used if it answers
     abr_profile: str = "hls.js"  # hls.js's defaults, or a named set of changes to them (ABR_PROFILES)
     abr_settings: tuple[tuple[str, float], ...] = ()  # hls.js settings by name, applied last
+    share: tuple[int, int] = (0, 1)  # (i, n): this generator plays every n-th arrival from the i-th
 
     def __post_init__(self) -> None:
         _check_url(self.url, "the URL")
@@ -84,6 +85,9 @@ class LoadTestConfig:
                 raise InvalidInput(
                     f"unknown hls.js setting {name!r} in --abr-set; one of {', '.join(SETTINGS)}"
                 )
+        index, generators = self.share
+        if not 0 <= index < generators:
+            raise InvalidInput(f"a share is (i, n) with 0 <= i < n, not {self.share}")
         try:
             self.player()
         except ValueError as error:
@@ -102,7 +106,13 @@ class LoadTestConfig:
         return self.players + self.background_viewers
 
     def arrivals(self) -> list[Arrival]:
-        return schedule(self.profile, self.players, self.ramp, self.url, self.titles, self.background_viewers)
+        """This generator's arrivals: its share of the whole schedule, at their times in it (dealt in
+        turn, so every generator's players span the whole ramp and the counts differ by one at most)."""
+        index, generators = self.share
+        everyone = schedule(
+            self.profile, self.players, self.ramp, self.url, self.titles, self.background_viewers
+        )
+        return everyone[index::generators]
 
     def player(self) -> PlayerConfig:
         config = PlayerConfig(

@@ -27,7 +27,7 @@ from yarl import URL
 from loadtest import cmcd
 from loadtest.config import LoadTestConfig
 from loadtest.hosts import HostGuard, RemoteRefused
-from loadtest.metrics import Recorder, Second, ViewerStats, second_of
+from loadtest.metrics import Recorder, Second, ViewerStats, played_in, second_of
 from loadtest.player import (
     AUDIO,
     VIDEO,
@@ -54,6 +54,7 @@ from loadtest.steering import (
     parse_manifest,
     steering_request_url,
 )
+from loadtest.tally import GeneratorRun, Tally, TitleViewers
 from media.errors import InvalidPlaylist
 
 USER_AGENT = "surge-loadtest/0.1"
@@ -185,14 +186,6 @@ class _Steering:
     ttl: float = DEFAULT_TTL
 
 
-@dataclass
-class _Title:
-    """Per-title viewer numbers, and the ladder labels the first session saw."""
-
-    stats: ViewerStats = field(default_factory=ViewerStats)
-    background: bool = False
-
-
 _OBJECT_TYPE = {VIDEO: "v", AUDIO: "a"}
 _FAILURES = (FetchFailed, InvalidPlaylist, RemoteRefused)
 
@@ -232,7 +225,7 @@ class Session:
             config=self.config,
             peaks=[r.bandwidth for r in self.ladder],
         )
-        self.run.cores.add(core)
+        self.run.cores[core] = self
         while True:
             now = clock()
             if self.steering is not None and now >= self.steering.due:
@@ -433,7 +426,18 @@ def _empty_session(*, failed: bool) -> SessionResult:
     )
 
 
-Progress = Callable[[Second, "Run"], None]
+@dataclass(frozen=True)
+class _Closed:
+    """Where the last row of the series left the running totals."""
+
+    wall: float
+    cpu: float
+    wait: float | None
+    stalls: int = 0
+    played: dict[str, float] = field(default_factory=dict)
+
+
+Progress = Callable[[Second, int], None]  # a closed second, and the errors counted so far
 SessionDone = Callable[[SessionResult, list[str]], None]  # a session's numbers, its ladder's labels
 
 
@@ -447,16 +451,19 @@ class Run:
         self.on_second = on_second
         self.recorder = Recorder()
         self.overall = ViewerStats()
-        self.titles: dict[str, _Title] = {}
+        self.titles: dict[str, TitleViewers] = {}
         self.series: list[Second] = []
-        self.cores: set[PlayerCore] = set()
+        self.cores: dict[PlayerCore, Session] = {}  # the sessions playing now
         self.active = 0
         self.finished_stalls = 0
+        self.finished_played: dict[str, float] = {}  # media seconds by rendition label, ended sessions
         self.edges: int | None = None
         self.started_at = 0.0
         self.stop_at = 0.0
         self.interrupted = False
         self.fetcher: Fetcher
+        self._drive_task: asyncio.Task[None] | None = None
+        self._last = _Closed(wall=0.0, cpu=0.0, wait=None)
 
     # --- viewers --------------------------------------------------------------------------------
 
@@ -481,7 +488,7 @@ class Run:
             self.active -= 1
             core = session.core
             if core is not None:
-                self.cores.discard(core)
+                self.cores.pop(core, None)
             if result is None:  # cancelled at the end of the run: close the session at this instant
                 result = core.finish(clock()) if core is not None else _empty_session(failed=False)
             self._count(arrival, session, result)
@@ -489,16 +496,19 @@ class Run:
     def _count(self, arrival: Arrival, session: Session, result: SessionResult) -> None:
         labels = [r.label for r in session.ladder]
         bitrates = [r.bitrate for r in session.ladder]
-        title = self.titles.setdefault(arrival.url, _Title(background=arrival.background))
+        title = self.titles.setdefault(arrival.url, TitleViewers(background=arrival.background))
         title.stats.add(result, bitrates, labels, self.player_config.speed)
         self.overall.add(result, bitrates, labels, self.player_config.speed)
         self.finished_stalls += result.stalls
+        for label, seconds in zip(labels, result.played, strict=False):
+            self.finished_played[label] = self.finished_played.get(label, 0.0) + seconds
         if self.on_session is not None:
             self.on_session(result, labels)
 
     # --- the run --------------------------------------------------------------------------------
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> Tally:
+        """The whole run, from the first arrival to the end of ``duration`` (or ``interrupt``)."""
         guard = HostGuard(self.config.allow_remote)
         for url in (self.config.url, *self.config.titles):
             await guard.check(url)
@@ -508,7 +518,7 @@ class Run:
         )
         timeout = aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=self.config.connect_timeout)
         loop = asyncio.get_running_loop()
-        cpu_start, wall_clock = time.process_time(), time.time()
+        cpu_start, wall_clock = time.process_time(), time.time()  # the report's start date
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,
@@ -519,8 +529,9 @@ class Run:
         ) as http:
             self.fetcher = Fetcher(http, self.recorder, guard)
             self.started_at = loop.time()
-            self.stop_at = self.started_at + self.config.duration
-            background = [asyncio.create_task(self._ticker(cpu_start))]
+            self.stop_at = self.started_at + (0.0 if self.interrupted else self.config.duration)
+            self._last = _Closed(wall=self.started_at, cpu=cpu_start, wait=_cpu_wait())
+            background = [asyncio.create_task(self._ticker())]
             if await self._fleet_available(http):
                 background.append(asyncio.create_task(self._poll_fleet(http)))
             viewers: set[asyncio.Task[None]] = set()
@@ -530,23 +541,28 @@ class Run:
                 for task in (*viewers, *background):
                     task.cancel()
                 await asyncio.wait([*viewers, *background], timeout=self.config.grace)
+                self._close_second(loop.time())  # the sessions cut at the end are in it
             wall = loop.time() - self.started_at
-        cpu = time.process_time() - cpu_start
-        return build_report(self, wall=wall, cpu_seconds=cpu, started=wall_clock)
+        return Tally(
+            recorder=self.recorder,
+            overall=self.overall,
+            titles=self.titles,
+            series=self.series,
+            active=self.active,
+            cpu_seconds=time.process_time() - cpu_start,
+            wall=wall,
+            started=wall_clock,
+            max_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            interrupted=self.interrupted,
+        )
 
     async def _drive(self, viewers: set[asyncio.Task[None]]) -> None:
         """Launch the viewers and wait for the end of the run; Ctrl-C ends it early, with a report."""
         loop = asyncio.get_running_loop()
-        drive = asyncio.create_task(self._launch_and_wait(viewers))
-
-        def interrupt() -> None:
-            self.interrupted = True
-            self.stop_at = loop.time()
-            drive.cancel()
-
+        drive = self._drive_task = asyncio.create_task(self._launch_and_wait(viewers))
         handled = False
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            loop.add_signal_handler(signal.SIGINT, interrupt)
+            loop.add_signal_handler(signal.SIGINT, self.interrupt)
             handled = True
         try:
             await drive
@@ -575,38 +591,63 @@ class Run:
             viewers.add(task)
             task.add_done_callback(viewers.discard)
 
+    def interrupt(self) -> None:
+        """End the run now (Ctrl-C, or the coordinator of several generators): the report covers that much."""
+        self.interrupted = True
+        self.stop_at = asyncio.get_running_loop().time()
+        if self._drive_task is not None:
+            self._drive_task.cancel()
+
+    def played_by_label(self, now: float) -> dict[str, float]:
+        """Media seconds played by rendition label since the start of the run, as of ``now``."""
+        played = dict(self.finished_played)
+        for core, session in self.cores.items():
+            core.advance(now)  # what its next event would do anyway: the playhead to ``now``
+            for rendition, seconds in zip(session.ladder, core.played, strict=False):
+                played[rendition.label] = played.get(rendition.label, 0.0) + seconds
+        return played
+
     def stalled_now(self, now: float) -> int:
         return sum(1 for core in self.cores if core.phase_at(now) is Phase.STALLED)
 
-    async def _ticker(self, cpu_start: float) -> None:
+    async def _ticker(self) -> None:
         clock = self.fetcher.clock
         due = self.started_at + 1.0
-        last_cpu, last_wall, last_wait = cpu_start, self.started_at, _cpu_wait()
-        last_stalls = 0
         while True:
             await asyncio.sleep(max(0.0, due - clock()))
             now = clock()
-            cpu, wait = time.process_time(), _cpu_wait()
-            elapsed = max(now - last_wall, 1e-6)
-            stalls = self.finished_stalls + sum(core.stalls for core in self.cores)
-            row = second_of(
-                now - self.started_at,
-                self.recorder.close_window(),
-                active=self.active,
-                stalled=self.stalled_now(now),
-                rebuffers=max(0, stalls - last_stalls),
-                cpu=(cpu - last_cpu) / elapsed,
-                cpu_wait=None if wait is None or last_wait is None else (wait - last_wait) / elapsed,
-                loop_lag=max(0.0, now - due),
-                edges=self.edges,
-            )
-            self.series.append(row)
-            last_cpu, last_wall, last_wait, last_stalls = cpu, now, wait, stalls
-            if self.on_second is not None:
-                self.on_second(row, self)
+            self._close_second(now, lag=max(0.0, now - due))
             due += 1.0
             if due < now:  # a loop so late it missed whole seconds: skip them rather than burst
                 due = now + 1.0
+
+    def _close_second(self, now: float, lag: float = 0.0) -> None:
+        """A row of the series for what happened since the last one (the last row of a run may be part
+        of a second: everything counted is in some row)."""
+        last = self._last
+        cpu, wait = time.process_time(), _cpu_wait()
+        elapsed = max(now - last.wall, 1e-6)
+        played = self.played_by_label(now)
+        stalls = self.finished_stalls + sum(core.stalls for core in self.cores)
+        t = now - self.started_at
+        key = max(round(t), self.series[-1].key + 1 if self.series else 1)
+        row = second_of(
+            t,
+            self.recorder.close_window(),
+            key=key,
+            active=self.active,
+            stalled=self.stalled_now(now),
+            rebuffers=max(0, stalls - last.stalls),
+            cpu=(cpu - last.cpu) / elapsed,
+            cpu_wait=None if wait is None or last.wait is None else (wait - last.wait) / elapsed,
+            loop_lag=lag,
+            edges=self.edges,
+            played=played_in(last.played, played),
+        )
+        self.series.append(row)
+        self._last = _Closed(wall=now, cpu=cpu, wait=wait, stalls=stalls, played=played)
+        if self.on_second is not None:
+            self.on_second(row, self.recorder.errors)
 
     async def _fleet_available(self, http: aiohttp.ClientSession) -> bool:
         self.edges = await self._fleet_edges(http)
@@ -654,4 +695,6 @@ def _raise_open_files(wanted: int) -> int:
 
 
 async def run_loadtest(config: LoadTestConfig, on_second: Progress | None = None) -> dict[str, Any]:
-    return await Run(config, on_second).run()
+    """A run on this machine, and its report."""
+    tally = await Run(config, on_second).run()
+    return build_report(config, [GeneratorRun("local", len(config.arrivals()), tally)])

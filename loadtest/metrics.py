@@ -1,15 +1,16 @@
 """Counting what happened: request latencies, cache and edge breakdowns, viewer experience, per second.
 
 Rules of this file: no clock, no I/O; callers pass the times. Request latencies go into log-bucketed
-histograms (bounded memory whatever the run's length, 1 % precision); the per-second window keeps the
-exact values of one second only.
+histograms (bounded memory whatever the run's length, 1 % precision), each second's too: histograms merge
+bucket by bucket, so the numbers of several generators add up to exactly what one would have counted.
+Every ``merge_*`` function is pure: it returns a new value and leaves its inputs alone.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from loadtest.player import SessionResult
@@ -52,6 +53,30 @@ class LogHistogram:
         self.total += value
         self.min = min(self.min, value)
         self.max = max(self.max, value)
+
+    def merged(self, other: LogHistogram) -> LogHistogram:
+        """Both histograms' counts in one, bucket by bucket: the histogram of both sets of values."""
+        if (self.smallest, self._log_growth) != (other.smallest, other._log_growth):
+            raise ValueError("only histograms with the same buckets merge")
+        merged = LogHistogram(self.smallest)
+        merged._log_growth = self._log_growth
+        merged._buckets = dict(self._buckets)
+        for index, count in other._buckets.items():
+            merged._buckets[index] = merged._buckets.get(index, 0) + count
+        merged.count = self.count + other.count
+        merged.total = self.total + other.total
+        merged.min = min(self.min, other.min)
+        merged.max = max(self.max, other.max)
+        return merged
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LogHistogram):
+            return NotImplemented
+        mine = (self.smallest, self._log_growth, self._buckets, self.count, self.total, self.min, self.max)
+        return mine == (other.smallest, other._log_growth, other._buckets, other.count, other.total,
+                        other.min, other.max)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def percentile(self, q: float) -> float | None:
         """Nearest rank: the upper edge of the bucket holding it, clamped to the values really seen."""
@@ -97,7 +122,7 @@ class Window:
     requests: int = 0
     bytes: int = 0
     errors: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latency: LogHistogram = field(default_factory=LogHistogram)
 
 
 def _bucket(table: dict[str, list[int]], key: str) -> list[int]:
@@ -139,7 +164,7 @@ class Recorder:
         window = self.window
         window.requests += 1
         window.bytes += nbytes
-        window.latencies.append(latency)
+        window.latency.add(latency)
         if error is not None:
             stats.errors += 1
             window.errors += 1
@@ -194,6 +219,28 @@ class Recorder:
             "x_cache": _table(self.x_cache),
             "served_by": _table(self.served_by),
         }
+
+
+def merge_recorders(recorders: Iterable[Recorder]) -> Recorder:
+    """The requests of several recorders as one recorder had counted them all (the open windows are not
+    part of it: each second is merged as a ``Second``)."""
+    merged = Recorder()
+    for recorder in recorders:
+        for name, stats in recorder.types.items():
+            mine = merged.types.setdefault(name, _TypeStats())
+            mine.requests += stats.requests
+            mine.bytes += stats.bytes
+            mine.errors += stats.errors
+            mine.latency = mine.latency.merged(stats.latency)
+            mine.ttfb = mine.ttfb.merged(stats.ttfb)
+        for kind, count in recorder.errors_by_kind.items():
+            merged.errors_by_kind[kind] = merged.errors_by_kind.get(kind, 0) + count
+        for mine_table, table in ((merged.x_cache, recorder.x_cache), (merged.served_by, recorder.served_by)):
+            for key, (requests, nbytes) in table.items():
+                row = _bucket(mine_table, key)
+                row[0] += requests
+                row[1] += nbytes
+    return merged
 
 
 def _table(table: dict[str, list[int]]) -> dict[str, dict[str, int]]:
@@ -254,6 +301,29 @@ class ViewerStats:
             row[1] += seconds
         self.top_seconds += result.played[-1]
 
+    def merged(self, other: ViewerStats) -> ViewerStats:
+        """Both sets of sessions as one: counts and times summed, startups pooled (exact percentiles)."""
+        renditions = {label: list(row) for label, row in self.renditions.items()}
+        for label, (bitrate, seconds) in other.renditions.items():
+            renditions.setdefault(label, [bitrate, 0.0])[1] += seconds
+        return ViewerStats(
+            sessions=self.sessions + other.sessions,
+            started=self.started + other.started,
+            ended=self.ended + other.ended,
+            failed=self.failed + other.failed,
+            with_rebuffer=self.with_rebuffer + other.with_rebuffer,
+            startups=self.startups + other.startups,
+            rebuffers=self.rebuffers + other.rebuffers,
+            rebuffer_wall=self.rebuffer_wall + other.rebuffer_wall,
+            played=self.played + other.played,
+            played_wall=self.played_wall + other.played_wall,
+            bitrate_seconds=self.bitrate_seconds + other.bitrate_seconds,
+            top_seconds=self.top_seconds + other.top_seconds,
+            switches_up=self.switches_up + other.switches_up,
+            switches_down=self.switches_down + other.switches_down,
+            renditions=renditions,
+        )
+
     def summary(self) -> dict[str, Any]:
         watched = self.played_wall + self.rebuffer_wall
         played = self.played
@@ -303,17 +373,24 @@ class Second:
     """One row of the time series."""
 
     t: float  # seconds since the start of the run
+    key: int  # the second it closes, counted from 1 (the same second of several generators merges)
     active: int  # players in a session
     stalled: int  # of which stalled right now
     rebuffers: int  # stalls that began in this second
     requests: int
     bytes: int
     errors: int
-    p99_ms: float | None
+    latency: LogHistogram  # this second's request latencies (what merges; the report shows its p99)
     cpu: float  # the generator's CPU in this second, share of one core
     cpu_wait: float | None  # share of it the event loop was ready to run but waited for a CPU (Linux)
     loop_lag_ms: float  # how late the once-a-second tick woke up: an overloaded loop shows here first
     edges: int | None = None  # from the fleet's /fleet, when the target is a surge fleet
+    played: Mapping[str, float] = field(default_factory=dict)  # media seconds played in it, by rendition
+
+    @property
+    def p99_ms(self) -> float | None:
+        p99 = self.latency.percentile(99)
+        return None if p99 is None else round(p99 * 1000, 3)
 
     @property
     def saturated(self) -> bool:
@@ -324,13 +401,30 @@ class Second:
         return self.cpu_wait is not None and self.cpu_wait > STARVED
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"saturated": self.saturated, "starved": self.starved}
+        return {
+            "t": self.t,
+            "active": self.active,
+            "stalled": self.stalled,
+            "rebuffers": self.rebuffers,
+            "requests": self.requests,
+            "bytes": self.bytes,
+            "errors": self.errors,
+            "p99_ms": self.p99_ms,
+            "cpu": self.cpu,
+            "cpu_wait": self.cpu_wait,
+            "loop_lag_ms": self.loop_lag_ms,
+            "edges": self.edges,
+            "played": dict(sorted(self.played.items())),
+            "saturated": self.saturated,
+            "starved": self.starved,
+        }
 
 
 def second_of(
     t: float,
     window: Window,
     *,
+    key: int | None = None,
     active: int,
     stalled: int,
     rebuffers: int,
@@ -338,22 +432,80 @@ def second_of(
     cpu_wait: float | None,
     loop_lag: float,
     edges: int | None,
+    played: Mapping[str, float] | None = None,
 ) -> Second:
-    p99 = percentile(window.latencies, 99)
     return Second(
         t=round(t, 3),
+        key=round(t) if key is None else key,
         active=active,
         stalled=stalled,
         rebuffers=rebuffers,
         requests=window.requests,
         bytes=window.bytes,
         errors=window.errors,
-        p99_ms=None if p99 is None else round(p99 * 1000, 3),
+        latency=window.latency,
         cpu=round(cpu, 4),
         cpu_wait=None if cpu_wait is None else round(cpu_wait, 4),
         loop_lag_ms=round(loop_lag * 1000, 3),
         edges=edges,
+        played=dict(played or {}),
     )
+
+
+def played_in(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """Media seconds played by rendition between two running totals; renditions not played left out."""
+    played = {}
+    for label, seconds in after.items():
+        delta = round(seconds - before.get(label, 0.0), 3)
+        if delta > 0:
+            played[label] = delta
+    return played
+
+
+def sum_by_key(tables: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for table in tables:
+        for key, value in table.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def merge_seconds(rows: Sequence[Second]) -> Second:
+    """The same second of several generators as one row: players, requests and play time summed, the
+    latency histograms merged (the p99 is theirs together), and the generator numbers of the busiest one
+    (``saturated``: any generator was)."""
+    if len({row.key for row in rows}) != 1:
+        raise ValueError("only rows of the same second merge")
+    waits = [row.cpu_wait for row in rows if row.cpu_wait is not None]
+    edges = [row.edges for row in rows if row.edges is not None]
+    latency = LogHistogram()
+    for row in rows:
+        latency = latency.merged(row.latency)
+    return Second(
+        t=max(row.t for row in rows),
+        key=rows[0].key,
+        active=sum(row.active for row in rows),
+        stalled=sum(row.stalled for row in rows),
+        rebuffers=sum(row.rebuffers for row in rows),
+        requests=sum(row.requests for row in rows),
+        bytes=sum(row.bytes for row in rows),
+        errors=sum(row.errors for row in rows),
+        latency=latency,
+        cpu=max(row.cpu for row in rows),
+        cpu_wait=max(waits) if waits else None,
+        loop_lag_ms=max(row.loop_lag_ms for row in rows),
+        edges=max(edges) if edges else None,
+        played={label: round(seconds, 3) for label, seconds in sum_by_key(r.played for r in rows).items()},
+    )
+
+
+def merge_series(series: Iterable[Sequence[Second]]) -> list[Second]:
+    """Several generators' time series as one, second by second (rows merge by ``Second.key``)."""
+    by_key: dict[int, list[Second]] = {}
+    for rows in series:
+        for row in rows:
+            by_key.setdefault(row.key, []).append(row)
+    return [merge_seconds(by_key[key]) for key in sorted(by_key)]
 
 
 def generator_summary(series: Sequence[Second], cpu_seconds: float, wall: float) -> dict[str, Any]:

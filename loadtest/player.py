@@ -309,6 +309,11 @@ class PlayerCore:
         return self.estimator.estimate() * self.config.speed
 
     @property
+    def played(self) -> tuple[float, ...]:
+        """Media seconds played at each rung so far (as of the last event, or ``advance``)."""
+        return tuple(self._played)
+
+    @property
     def starting(self) -> bool:
         return self.phase is Phase.BUFFERING
 

@@ -9,33 +9,31 @@ import datetime as dt
 import importlib
 import importlib.util
 import json
-import resource
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from loadtest.metrics import SATURATED, STARVED, Second, generator_summary
+from loadtest.config import LoadTestConfig
+from loadtest.metrics import SATURATED, STARVED, Second
 from loadtest.player import player_model
+from loadtest.tally import GeneratorRun, combined_generator, merge_generators
 from media.errors import SurgeError, ToolMissing
-
-if TYPE_CHECKING:
-    from loadtest.driver import Run
 
 SCHEMA = "surge-loadtest/1"
 PLOT_HINT = "--plot needs matplotlib: pip install 'surge[plot]'"
 
 
-def build_report(run: Run, *, wall: float, cpu_seconds: float, started: float) -> dict[str, Any]:
-    config = run.config
-    generator = generator_summary(run.series, cpu_seconds, wall)
-    generator["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    viewers = run.overall.summary()
-    viewers["peak_active"] = max((s.active for s in run.series), default=run.active)
+def build_report(config: LoadTestConfig, runs: Sequence[GeneratorRun]) -> dict[str, Any]:
+    """The report of a run on one generator or several (merged exactly: ``loadtest.tally``)."""
+    tally = merge_generators(runs)
+    generators = [run.summary() for run in runs]
+    viewers = tally.overall.summary()
+    viewers["peak_active"] = max((s.active for s in tally.series), default=tally.active)
     return {
         "schema": SCHEMA,
-        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
-        "wall_s": round(wall, 3),
-        "interrupted": run.interrupted,
+        "started_at": dt.datetime.fromtimestamp(tally.started, dt.UTC).isoformat(timespec="seconds"),
+        "wall_s": round(tally.wall, 3),
+        "interrupted": tally.interrupted,
         "config": {
             "url": config.url,
             "titles": list(config.titles),
@@ -52,15 +50,16 @@ def build_report(run: Run, *, wall: float, cpu_seconds: float, started: float) -
             "start_bandwidth_bps": config.start_bandwidth,
             "timeout_s": config.timeout,
         },
-        "player_model": player_model(run.player_config, config.abr_profile),
-        "generator": generator,
+        "player_model": player_model(config.player(), config.abr_profile),
+        "generator": combined_generator(generators, tally.series),
+        "generators": generators,
         "viewers": viewers,
         "titles": {
             url: {"background": title.background, **title.stats.summary()}
-            for url, title in run.titles.items()
+            for url, title in tally.titles.items()
         },
-        "requests": run.recorder.summary(wall),
-        "series": [second.as_json() for second in run.series],
+        "requests": tally.recorder.summary(tally.wall),
+        "series": [second.as_json() for second in tally.series],
         "thresholds": [],  # the --fail-on verdicts, filled in once the run is judged
     }
 
@@ -139,6 +138,18 @@ def _viewer_lines(viewers: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _generator_line(generator: Mapping[str, Any]) -> str:
+    line = (
+        f"  {generator['node']}: {generator['players']} players, CPU mean {_pct(generator['cpu_mean'])}, "
+        f"max {_pct(generator['cpu_max'])}"
+    )
+    if generator["saturated"]:
+        line += f", saturated {generator['saturated_s']} s"
+    if generator["lost"]:
+        line += f"; LOST after {generator['seconds']} s ({generator['lost']}): its totals are missing"
+    return line
+
+
 def summary_text(report: Mapping[str, Any]) -> str:
     config, requests, generator = report["config"], report["requests"], report["generator"]
     lines = [
@@ -169,20 +180,26 @@ def summary_text(report: Mapping[str, Any]) -> str:
         )
     lines.append(f"  X-Cache: {_shares(requests['x_cache']) or '-'}")
     lines.append(f"  X-Served-By: {_shares(requests['served_by']) or '-'}")
+    generators = report["generators"]
+    several = len(generators) > 1
+    which = f"{len(generators)} generators, the busiest" if several else "generator"
     lines.append(
-        f"generator: CPU mean {_pct(generator['cpu_mean'])} of one core, max {_pct(generator['cpu_max'])}; "
+        f"{which}: CPU mean {_pct(generator['cpu_mean'])} of one core, max {_pct(generator['cpu_max'])}; "
         f"waiting for a CPU {_pct(generator['cpu_wait_mean'])}; loop lag max "
         f"{generator['loop_lag_max_ms']:.1f} ms; peak RSS {generator['max_rss_mib']:.0f} MiB"
     )
+    if several or any(g["lost"] for g in generators):
+        lines.extend(_generator_line(g) for g in generators)
+    subject = "a generator" if several else "the generator"
     if generator["saturated"]:
         lines.append(
-            f"WARNING: the generator was CPU-saturated (> {SATURATED * 100:.0f} % of one core) for "
+            f"WARNING: {subject} was CPU-saturated (> {SATURATED * 100:.0f} % of one core) for "
             f"{generator['saturated_s']} s; latencies in those seconds include its own delays. "
             "Use fewer players per process, or more processes."
         )
     if generator["starved"]:
         lines.append(
-            f"WARNING: the generator waited for a CPU (> {STARVED * 100:.0f} % of the second, other "
+            f"WARNING: {subject} waited for a CPU (> {STARVED * 100:.0f} % of the second, other "
             f"programs on this machine) in {generator['starved_s']} s; latencies then include that wait."
         )
     return "\n".join(lines)

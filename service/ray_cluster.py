@@ -1,5 +1,9 @@
-"""Joining a Ray cluster as a driver, bounded; shared by the Ray backends (edges, packaging workers), the
-only modules besides this one that import ray (the optional extra ``surge[ray]``)."""
+"""Joining a Ray cluster as a driver, bounded in time: the one way surge's Ray users (the fleet's edges,
+the packaging workers, the load tester's generators) connect. It imports ray (the optional extra
+``surge[ray]``): import this module only once Ray is asked for.
+
+Ray's own settings apply as usual (``RAY_AUTH_MODE`` and its token, ``RAY_ADDRESS``).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ values out, on hand-made load-test reports, /fleet polls and log lines."""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import importlib.util
 import json
 import sys
@@ -114,8 +116,8 @@ def test_origin_requests_are_its_media_lines_by_path() -> None:
 
 
 def summary(name: str, mbit: float, **extra: Any) -> dict[str, Any]:
-    base = {"name": name, "phases": {"crowd": {"mbit": mbit, "top_share": 0.85}},
-            "rebuffer_once_scaled": 0.002, "decision_s": 1.0, "crossed_s": 1.5,
+    base = {"name": name, "phases": {"crowd": {"mbit": mbit, "top_share": 0.4}},
+            "top_share_once_scaled": 0.85, "rebuffer_once_scaled": 0.002, "decision_s": 1.0, "crossed_s": 1.5,
             "new_edges": [{"first_answer": 7.0}], "failed": 0, "origin_max": 1}  # fmt: skip
     return base | extra
 
@@ -126,7 +128,7 @@ def test_targets_are_judged_on_the_measured_values() -> None:
         for t in hosts.targets(summary("auto", 500.0), summary("single", 180.0, failed=3, origin_max=2))
     }
     assert verdicts[("both", "autoscaled")] is True  # 2.78x
-    assert verdicts[("auto", "crowd")] is True
+    assert verdicts[("auto", "crowd")] is True  # once scaled out, not over the whole run (0.4)
     assert verdicts[("auto", "scale-out")] is True  # the decision came before the crossing
     assert verdicts[("auto", "a")] is False  # 6 s from the decision to the first answer
     assert verdicts[("single", "0")] is False and verdicts[("single", "≤")] is False
@@ -134,3 +136,82 @@ def test_targets_are_judged_on_the_measured_values() -> None:
     assert {t.name: t.met for t in unmeasured}[
         f"scale-out decision ≤ {hosts.GOAL_DECISION_S:g} s after crossing capacity"
     ] is None
+
+
+def played_rows(*rows: tuple[float, dict[str, float]]) -> list[dict[str, Any]]:
+    """Rows (t, play time by rendition) of a load-test report's series."""
+    return [{"t": t, "bytes": 0, "active": 1, "stalled": 0, "played": played} for t, played in rows]
+
+
+def test_rendition_share_is_of_the_play_time_in_the_rows_inside_the_span() -> None:
+    a = {"series": played_rows((1, {"234p": 4.0}), (2, {"234p": 1.0, "540p": 3.0}), (3, {"540p": 4.0}))}
+    b = {"series": played_rows((1, {"360p": 2.0}), (2, {"540p": 2.0}))}
+    # a began at T0, b at T0 + 1: rows ending in (T0 + 1.5, T0 + 3] are a's 2nd and 3rd, b's 1st and 2nd.
+    share = hosts.rendition_share([(T0, a), (T0 + 1, b)], "540p", T0 + 1.5, T0 + 3)
+    assert share == pytest.approx((3 + 4 + 2) / (4 + 4 + 2 + 2))
+    assert hosts.rendition_share([(T0, a)], "540p", T0 + 10, T0 + 20) is None  # nothing played then
+    assert hosts.rendition_share([(T0, a)], None, T0, T0 + 3) is None
+
+
+def test_the_top_label_is_the_highest_bitrate_played() -> None:
+    def report(*renditions: tuple[str, int]) -> dict[str, Any]:
+        return {"viewers": {"renditions": [{"label": label, "bitrate": rate} for label, rate in renditions]}}
+
+    assert (
+        hosts.top_label([report(("234p", 145_000), ("360p", 365_000)), report(("540p", 2_000_000))]) == "540p"
+    )
+    assert hosts.top_label([report()]) is None
+
+
+def test_scaled_out_is_when_the_last_new_edge_became_active() -> None:
+    edges = [{"edge": "edge-2", "active": T0 + 4.0}, {"edge": "edge-3", "active": T0 + 6.5},
+             {"edge": "edge-4", "active": None}]  # fmt: skip
+    assert hosts.scaled_out_at(edges) == T0 + 6.5
+    assert hosts.scaled_out_at([{"edge": "edge-2", "active": None}]) is None
+    assert hosts.scaled_out_at([]) is None
+
+
+def iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(T0 + t, dt.UTC).isoformat()
+
+
+def load_report(
+    wall: float, series: list[dict[str, Any]], renditions: list[tuple[str, int]]
+) -> dict[str, Any]:
+    """A load-test report with what ``summarize`` reads."""
+    return {
+        "wall_s": wall,
+        "series": series,
+        "viewers": {"sessions": 10, "sessions_failed": 0, "played_s": 100.0, "top_rendition_share": 0.3,
+                    "rebuffer_s": 0.0, "startup_s": {"p95": 1.0},
+                    "renditions": [{"label": label, "bitrate": rate} for label, rate in renditions]},
+        "requests": {"errors": 0, "errors_by_kind": {}, "served_by": {}},
+        "generator": {"cpu_mean": 0.2, "cpu_max": 0.4, "saturated_s": 0, "starved_s": 0},
+    }  # fmt: skip
+
+
+def test_the_crowd_top_share_once_scaled_out_counts_the_seconds_after_the_new_edges_are_active() -> None:
+    ladder = [("234p", 145_000), ("540p", 2_000_000)]
+    # The crowd climbs: 234p only until its new edge is active at T0 + 5, mostly 540p after.
+    crowd = played_rows(*((t, {"234p": 4.0}) for t in range(1, 6)),
+                        *((t, {"234p": 1.0, "540p": 3.0}) for t in range(6, 11)))  # fmt: skip
+    calm = played_rows(*((t, {"234p": 2.0}) for t in range(1, 21)))
+    events = [{"time": iso(2.0), "kind": "scale-out", "edge": None, "count": 2, "reason": "x"},
+              {"time": iso(2.5), "kind": "edge requested", "edge": "edge-2"},
+              {"time": iso(3.0), "kind": "edge started", "edge": "edge-2", "node": "198.51.100.3"},
+              {"time": iso(5.0), "kind": "edge active", "edge": "edge-2"}]  # fmt: skip
+    polls = [(T0 + t / 2, {"edges": [{"id": "edge-1", "state": "active", "load_mbit": 10.0, "load_rps": 5},
+                                     {"id": "edge-2", "state": "active" if t >= 10 else "starting",
+                                      "load_mbit": 5.0, "load_rps": 2}],
+                           "events": events}) for t in range(0, 21)]  # fmt: skip
+    outcome = hosts.Outcome("autoscaled", "autoscaled, 1–2 edges", "surge up", 2, polls=polls,
+                            calm=load_report(20.0, calm, [("234p", 145_000)]),
+                            crowd=[load_report(10.0, crowd, ladder)],
+                            starts={"autoscaled-calm": T0 - 10, "autoscaled-crowd-0": T0})  # fmt: skip
+    args = argparse.Namespace(ramp=2.0, edge_capacity="2000rps,180mbit", players=10, duration=10.0,
+                              calm_ramp=2.0)  # fmt: skip
+    summary = hosts.summarize(outcome, args)
+    assert summary["once_scaled_from_s"] == 5.0
+    assert summary["top_share_once_scaled"] == pytest.approx(15 / 20)  # rows 6..10 only
+    assert summary["phases"]["crowd"]["top_share"] == 0.3  # the whole sessions', as the reports say
+    assert [t.met for t in hosts.targets(summary, None) if "top rendition" in t.name] == [False]

@@ -59,6 +59,18 @@ VIEWERS = {
     "renditions": ListOf({"label": str, "bitrate": int, "played_s": NUMBER, "share": MAYBE_NUMBER}),
 }
 TRAFFIC = {"requests": int, "bytes": int}
+GENERATOR = {
+    "cpu_s": NUMBER,
+    "cpu_mean": NUMBER,
+    "cpu_max": NUMBER,
+    "saturated_s": int,
+    "saturated": bool,
+    "cpu_wait_mean": MAYBE_NUMBER,
+    "starved_s": int,
+    "starved": bool,
+    "loop_lag_max_ms": NUMBER,
+    "max_rss_mib": NUMBER,
+}
 SCHEMA = {
     "schema": str,
     "started_at": str,
@@ -81,18 +93,10 @@ SCHEMA = {
         "timeout_s": NUMBER,
     },
     "player_model": {"emulates": str, "profile": str, "changed": MapOf(NUMBER), "settings": MapOf(NUMBER)},
-    "generator": {
-        "cpu_s": NUMBER,
-        "cpu_mean": NUMBER,
-        "cpu_max": NUMBER,
-        "saturated_s": int,
-        "saturated": bool,
-        "cpu_wait_mean": MAYBE_NUMBER,
-        "starved_s": int,
-        "starved": bool,
-        "loop_lag_max_ms": NUMBER,
-        "max_rss_mib": NUMBER,
-    },
+    "generator": GENERATOR,
+    "generators": ListOf(
+        GENERATOR | {"node": str, "players": int, "lost": (str, type(None)), "seconds": int}
+    ),
     "viewers": VIEWERS | {"peak_active": int},
     "titles": MapOf(VIEWERS | {"background": bool}),
     "requests": {
@@ -124,6 +128,7 @@ SCHEMA = {
             "starved": bool,
             "loop_lag_ms": NUMBER,
             "edges": (int, type(None)),
+            "played": MapOf(NUMBER),
         }
     ),
     "thresholds": ListOf(
@@ -212,6 +217,13 @@ def test_loadtest_against_a_real_origin_writes_a_report_of_the_documented_shape(
     assert requests["x_cache"] == {"-": {"requests": requests["total"], "bytes": requests["bytes"]}}
     assert 2 <= len(result["series"]) <= 4 and result["series"][0]["edges"] is None
     assert list(result["titles"]) == [origin_master]
+    [generator] = result["generators"]
+    assert (generator["node"], generator["players"], generator["lost"]) == ("local", 3, None)
+    # Play time by rendition second by second: at most the whole run's (the end of the last second on).
+    for r in viewers["renditions"]:
+        by_second = sum(s["played"].get(r["label"], 0.0) for s in result["series"])
+        assert by_second <= r["played_s"] + 0.01
+    assert sum(sum(s["played"].values()) for s in result["series"]) > 0
     assert result["thresholds"] == []
 
 
@@ -280,6 +292,8 @@ def test_remote_hosts_are_refused_with_one_line(capsys: pytest.CaptureFixture[st
         (["--abr-set", "abrFoo=1"], "unknown hls.js setting 'abrFoo'"),
         (["--abr-set", "abrBandWidthUpFactor"], "--abr-set wants NAME=NUMBER"),
         (["--abr-set", "abrBandWidthUpFactor=2"], "the bandwidth factors must be in (0, 1]"),
+        (["--generators", "2"], "--generators needs --ray-address"),
+        (["--ray-address", "127.0.0.1:9"], "cannot reach the Ray head at 127.0.0.1:9"),
     ],
 )
 def test_bad_options_are_one_line_errors(

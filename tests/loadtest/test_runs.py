@@ -136,6 +136,14 @@ async def test_a_slow_server_makes_players_switch_down(serve: Serve, library: Li
     assert rendition(report, "360p")["played_s"] > 0  # it started there
     assert rendition(report, "234p")["share"] > 0.7  # and spent the rest below
     assert viewers["avg_bitrate_bps"] < 400_000
+    # Second by second, the play time by rendition adds up to the session's (it ended inside the run).
+    timeline = [s["played"] for s in report["series"]]
+    for label in ("234p", "360p"):
+        by_second = sum(played.get(label, 0.0) for played in timeline)
+        assert by_second == pytest.approx(rendition(report, label)["played_s"], abs=0.01), timeline
+    # It began on 360p: the first second that played anything played it, the last one 234p only.
+    playing = [played for played in timeline if played]
+    assert "360p" in playing[0] and set(playing[-1]) == {"234p"}
 
 
 async def test_content_steering_picks_and_changes_the_pathway(serve: Serve, library: Library) -> None:
