@@ -254,7 +254,9 @@ class RayCluster:
     Every process is started with ``--block`` and known by PID; ``close()`` stops them and then kills
     whatever still names this cluster's temporary directory (the workers Ray forked)."""
 
-    def __init__(self, lab: Lab, ray: str, *, head_resources: dict[str, float] | None = None):
+    def __init__(
+        self, lab: Lab, ray: str, *, head_resources: dict[str, float] | None = None, cpus: str | None = None
+    ):
         self.lab = lab
         self.ray = ray
         self.temp_dir = Path(f"/tmp/{lab.id}-ray")  # short: unix socket paths have at most 107 bytes
@@ -264,13 +266,16 @@ class RayCluster:
         self.port = free_port(lab.address)
         self.address = f"{lab.address}:{self.port}"
         self.nodes: dict[str, subprocess.Popen[Any]] = {}
+        # Every Ray process, and what its workers start, on these CPUs (a taskset list such as "0").
+        self.pin = ["taskset", "-c", cpus] if cpus else []
         common = ["--block", "--disable-usage-stats", "--num-cpus", "1", "--object-store-memory", "80000000"]
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.head_log = self.temp_dir / "head.log"
         with self.head_log.open("w") as head_log:
             self.head = subprocess.Popen(
-                [ray, "start", "--head", "--node-ip-address", lab.address, "--port", str(self.port),
-                 "--include-dashboard=false", "--ray-client-server-port", str(free_port(lab.address)),
+                [*self.pin, ray, "start", "--head", "--node-ip-address", lab.address,
+                 "--port", str(self.port), "--include-dashboard=false",
+                 "--ray-client-server-port", str(free_port(lab.address)),
                  "--temp-dir", str(self.temp_dir / "head"), "--resources", json.dumps(head_resources or {}),
                  *common],
                 stdout=head_log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
@@ -285,7 +290,7 @@ class RayCluster:
     def add_node(self, host: Host, resources: dict[str, float]) -> None:
         # Unix sockets live in the one file system that every namespace shares: a directory per node.
         self.nodes[host.name] = host.popen(
-            [self.ray, "start", "--address", self.address, "--node-ip-address", host.address,
+            [*self.pin, self.ray, "start", "--address", self.address, "--node-ip-address", host.address,
              "--resources", json.dumps(resources), "--temp-dir", str(self.temp_dir / host.name),
              *self._common],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,

@@ -48,9 +48,13 @@ from transcoder.sample import make_sample  # noqa: E402
 SECTION = "## Flash crowd on emulated hosts"
 RESULTS = ROOT / "bench" / "results" / "flashcrowd"
 SURGE = [sys.executable, "-m", "surge.cli"]
+# With --pin: players (other machines, in reality) on one core, what they measure on the other.
+SERVER_CPU, PLAYER_CPU = "0", "1"
 RAY = str(Path(sys.executable).with_name("ray"))
 UTILIZATION = ScalerConfig().target_utilization  # the share of --edge-capacity the scaler fills
 POLL_S = 0.5
+EDGE_POLL_S = 0.1  # each new edge's /stats, to time its first answer to a player
+EDGE_WATCH_S = 30.0  # how long after it first appears in /fleet
 BUFFER_S = 30.0  # surge loadtest's default --max-buffer
 # The targets (printed met / not met).
 GOAL_RATIO, GOAL_TOP, GOAL_REBUFFER, GOAL_DECISION_S, GOAL_ANSWER_S = 2.5, 0.8, 0.01, 2.0, 5.0
@@ -68,6 +72,8 @@ class Outcome:
     command: str
     max_edges: int
     polls: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (wall time, /fleet)
+    # edge id -> (wall time, requests it counted so far), from its own /stats
+    served: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     calm: dict[str, Any] = field(default_factory=dict)  # the calm viewers' report
     crowd: list[dict[str, Any]] = field(default_factory=list)  # one report per crowd process
     starts: dict[str, float] = field(default_factory=dict)  # wall time each report's run began
@@ -89,6 +95,31 @@ def poll_fleet(
         done.wait(POLL_S)
 
 
+def watch_edges(
+    polls: list[tuple[float, dict[str, Any]]],
+    served: dict[str, list[tuple[float, int]]],
+    done: threading.Event,
+    limit: float,
+) -> None:
+    """Every EDGE_POLL_S, the request count of each edge that appeared in /fleet less than EDGE_WATCH_S
+    ago (the edges of the first poll are not new)."""
+    deadline = time.monotonic() + limit
+    first_seen: dict[str, float] = {}
+    while not done.is_set() and time.monotonic() < deadline:
+        latest = polls[-1][1] if polls else {"edges": []}
+        for edge in latest["edges"]:
+            seen = first_seen.setdefault(edge["id"], time.monotonic() if len(polls) > 1 else -math.inf)
+            if not edge.get("url") or time.monotonic() - seen > EDGE_WATCH_S:
+                continue
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(f"{edge['url']}/stats", timeout=1) as r,
+            ):
+                stats = json.loads(r.read())
+                served.setdefault(edge["id"], []).append((time.time(), stats["hits"] + stats["misses"]))
+        done.wait(EDGE_POLL_S)
+
+
 def edge_processes(host: Host) -> list[int]:
     return [pid for pid in host.pids() if b"surge.cli\0edge" in _cmdline(pid)]
 
@@ -106,12 +137,23 @@ def run_started(report: Path) -> float:
     return report.stat().st_mtime - float(data["wall_s"])
 
 
+def pinned(cpu: str | None) -> list[str]:
+    return ["taskset", "-c", cpu] if cpu is not None else []
+
+
 def loadtest(
-    host: Host, log: Path, report: Path, url: str, args: Sequence[str], env: Mapping[str, str]
+    host: Host,
+    log: Path,
+    report: Path,
+    url: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cpu: str | None,
 ) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
+        argv = [*SURGE, "loadtest", url, "--allow-remote", "--quiet", "--report", str(report), *args]
         return host.popen(
-            [*SURGE, "loadtest", url, "--allow-remote", "--quiet", "--report", str(report), *args],
+            [*pinned(cpu), *argv],
             stdin=DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -153,6 +195,7 @@ def run_variant(
         "512MiB",
     ]
     argv = [
+        *pinned(SERVER_CPU if args.pin else None),
         *SURGE,
         "up",
         "--data",
@@ -177,7 +220,7 @@ def run_variant(
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=out, env=dict(env))
     done = threading.Event()
-    poller = None
+    poller = watcher = None
     running: list[subprocess.Popen[bytes]] = []
     try:
         urls = listening(log, {"origin", "fleet"}, proc, 90)
@@ -187,13 +230,21 @@ def run_variant(
             target=poll_fleet, args=(fleet, outcome.polls, done, args.calm + args.duration + 120), daemon=True
         )
         poller.start()
+        watcher = threading.Thread(
+            target=watch_edges,
+            args=(outcome.polls, outcome.served, done, args.calm + args.duration + 120),
+            daemon=True,
+        )
+        watcher.start()
         master = f"{fleet}/titles/{{}}/master.m3u8"
 
         def launch(host: Host, name: str, title: str, options: list[str]) -> Path:
             report = work / f"{key}-{name}.json"
             output = work / f"{key}-{name}.log"
             options = [*options, *shlex.split(args.viewer_options)]
-            running.append(loadtest(host, output, report, master.format(titles[title]), options, env))
+            url = master.format(titles[title])
+            cpu = PLAYER_CPU if args.pin else None
+            running.append(loadtest(host, output, report, url, options, env, cpu))
             return report
 
         calm = ["--players", str(args.background), "--ramp", str(args.calm_ramp)]
@@ -228,8 +279,9 @@ def run_variant(
                 p.kill()
                 p.wait(timeout=10)
         done.set()
-        if poller is not None:
-            poller.join(timeout=10)
+        for thread in (poller, watcher):
+            if thread is not None:
+                thread.join(timeout=10)
         stop(proc, [])
         kill_edges(cluster, namespace)  # detached actors outlive the fleet
     outcome.origin_requests = origin_requests(log.read_text().splitlines())
@@ -360,15 +412,13 @@ def crossing(polls: Sequence[tuple[float, Mapping[str, Any]]], after: float, mbi
     return None
 
 
-def first_answer(polls: Sequence[tuple[float, Mapping[str, Any]]], edge: str, active: float) -> float | None:
-    """First poll at least 1 s after the edge became active in which it served anything. The fleet's own
-    warming requests (before `edge active`) are in its trailing-second rate until 1 s after that."""
-    for when, state in polls:
-        if when >= active + 1.0:
-            mine = next((e for e in state["edges"] if e["id"] == edge), None)
-            if mine is not None and (mine["load_mbit"] > 0 or mine["load_rps"] > 0):
-                return when
-    return None
+def first_answer(samples: Sequence[tuple[float, int]], active: float) -> float | None:
+    """The first sample of the edge's request count, taken after it became active, that exceeds the last
+    count taken before: its first request from a player (the fleet's warming requests all came before)."""
+    before = [count for when, count in samples if when <= active]
+    if not before:
+        return None
+    return next((when for when, count in samples if when > active and count > before[-1]), None)
 
 
 def timeline(
@@ -431,7 +481,7 @@ def summarize(o: Outcome, args: argparse.Namespace) -> dict[str, Any]:
                 (event_time(r) for r in events if r["kind"] == "edge requested" and r["edge"] == e["edge"]),
                 None,
             )
-            answer = first_answer(o.polls, e["edge"], active) if active is not None else None
+            answer = first_answer(o.served.get(e["edge"], []), active) if active is not None else None
             new_edges.append(
                 {
                     "edge": e["edge"],
@@ -632,8 +682,14 @@ def report(args: argparse.Namespace, summaries: list[dict[str, Any]], command: s
         "both ways "
         f"(`tc tbf`); {args.crowd_processes} player hosts, unshaped; `surge up --backend ray` "
         "(origin with its "
-        "access log, fleet) and the Ray head on the bridge address in the root namespace. Nothing is pinned: "
-        "the hosts share this machine's cores, so edges, players, origin and Ray compete for them.",
+        "access log, fleet) and the Ray head on the bridge address in the root namespace. "
+        + (
+            f"Pinned (`taskset`): the load tests on CPU {PLAYER_CPU}; origin, fleet, Ray and the edges it "
+            f"starts on CPU {SERVER_CPU}."
+            if args.pin
+            else "Nothing is pinned: the hosts share this machine's cores, so edges, players, origin and Ray "
+            "compete for them."
+        ),
         "",
         f"Titles: a crowd title, {args.title_duration:g} s synthetic 960x540 source packaged by "
         "`surge origin` (`--preset ultrafast`) into 416x234@145k, 640x360@365k, 768x432@730k, "
@@ -733,10 +789,9 @@ def report(args: argparse.Namespace, summaries: list[dict[str, Any]], command: s
             lines.append(f"| | {s['scale_outs_before_crowd']} scale-out(s) before the crowd | | |")
     lines += [
         "",
-        "First answer: no per-request times exist in the load-test report (`served_by` has totals), so it "
-        "is the first `/fleet` poll at least 1 s after the edge's `edge active` event in which the edge "
-        "served anything (its trailing-second rate still holds the fleet's own warming requests until 1 s "
-        "after that): up to 1.5 s later than the real first answer.",
+        f"First answer: the new edge's own request count (`/stats`, read every {EDGE_POLL_S:g} s) first "
+        "grows after its `edge active` event, when only players send it requests (the fleet's warming "
+        f"requests all came before): at most {EDGE_POLL_S:g} s after the real first answer.",
         "",
         "Targets:",
         "",
@@ -770,6 +825,13 @@ def main(argv: list[str]) -> None:
         default="",
         help="more `surge loadtest` options for every viewer, e.g. "
         "'--abr-set maxBufferSize=1' (a 30 s buffer goal instead of hls.js's 60 MB one)",
+    )
+    add(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=(os.cpu_count() or 1) >= 2,
+        help=f"players on CPU {PLAYER_CPU}; origin, fleet, Ray and edges on CPU {SERVER_CPU} (default: "
+        "with 2 CPUs or more)",
     )
     add("--only", choices=("autoscaled", "single"), help="run one variant")
     add("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
@@ -813,7 +875,7 @@ def main(argv: list[str]) -> None:
         calm_source = make_sample(work / "calm.mp4", width=640, height=360, duration=calm_length)
         data = work / "data"
         titles = upload(data, work, {"crowd": crowd_source, "calm": calm_source}, SURGE, os.environ)
-        ray = RayCluster(lab, RAY)
+        ray = RayCluster(lab, RAY, cpus=SERVER_CPU if args.pin else None)
         try:
             edge_hosts = [
                 lab.add_host(f"edge{i}", egress=args.host_rate, ingress=args.host_rate)

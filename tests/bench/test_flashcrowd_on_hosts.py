@@ -84,13 +84,13 @@ def test_crossing_is_the_first_poll_after_the_start_above_the_rate() -> None:
     assert hosts.crossing(polls, T0, 500.0) is None
 
 
-def test_first_answer_waits_out_the_warming_requests_in_the_trailing_second() -> None:
-    polls = [poll(10.2, ("edge-2", "active", 30, 20)),  # warming's own requests, 0.2 s after active
-             poll(10.7, ("edge-2", "active", 0, 0)),
-             poll(11.2, ("edge-2", "active", 0, 0)),
-             poll(11.7, ("edge-2", "active", 5, 3))]  # fmt: skip
-    assert hosts.first_answer(polls, "edge-2", T0 + 10) == T0 + 11.7
-    assert hosts.first_answer(polls, "edge-3", T0 + 10) is None
+def test_first_answer_is_the_first_growth_of_the_request_count_after_active() -> None:
+    samples = [(T0 + 9.8, 12), (T0 + 9.9, 14),  # the fleet's warming requests
+               (T0 + 10.05, 14), (T0 + 10.15, 14),  # active at T0 + 10: nothing new yet
+               (T0 + 10.25, 15), (T0 + 10.35, 40)]  # fmt: skip
+    assert hosts.first_answer(samples, T0 + 10) == T0 + 10.25
+    assert hosts.first_answer(samples[:4], T0 + 10) is None  # no player came
+    assert hosts.first_answer(samples[2:], T0 + 10) is None  # no count from before: nothing to compare
 
 
 def test_events_seen_in_several_polls_are_kept_once_in_time_order() -> None:
