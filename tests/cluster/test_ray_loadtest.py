@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import EDGE_HOSTS, Cluster
+from tests.cluster.conftest import Cluster
 from tests.hosts import Host
 from tests.origin.conftest import OriginProcess, SurgeProcess
 
@@ -28,9 +28,10 @@ GENERATOR_HOSTS = 2
 def generator_hosts(cluster: Cluster) -> Iterator[list[Host]]:
     hosts = [cluster.lab.add_host(f"gen{i}") for i in range(GENERATOR_HOSTS)]
     try:
+        before = cluster.ray.alive_nodes()
         for host in hosts:
             cluster.ray.add_node(host, {"surge_loadgen": 1})
-        cluster.ray.wait_for_nodes(1 + EDGE_HOSTS + GENERATOR_HOSTS)
+        cluster.ray.wait_for_nodes(before + GENERATOR_HOSTS, timeout=120)
         yield hosts
     finally:
         for host in hosts:
