@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := origin/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
-.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-loadtest bench-abr-fidelity chaos clean
+.PHONY: setup system demo test lint bench-transcode bench-origin bench-edge bench-flashcrowd bench-packaging bench-loadtest bench-abr-fidelity chaos clean
 
 setup: system $(STAMP) $(VENDOR_STAMP)
 
@@ -49,6 +49,10 @@ bench-edge: setup
 
 bench-flashcrowd: setup
 	$(BIN)/python bench/flashcrowd/run.py $(ARGS)
+
+# As root: worker hosts in network namespaces, each a Ray node pinned to its own core.
+bench-packaging: setup
+	$(BIN)/python bench/packaging/on_hosts.py $(ARGS)
 
 bench-loadtest: setup
 	$(BIN)/python bench/loadtest/run.py

@@ -287,10 +287,12 @@ class RayCluster:
             self.close()
             raise
 
-    def add_node(self, host: Host, resources: dict[str, float]) -> None:
+    def add_node(self, host: Host, resources: dict[str, float], cpus: str | None = None) -> None:
+        """A worker node on ``host``; ``cpus`` (a taskset list) pins it instead of the cluster's CPUs."""
+        pin = ["taskset", "-c", cpus] if cpus else self.pin
         # Unix sockets live in the one file system that every namespace shares: a directory per node.
         self.nodes[host.name] = host.popen(
-            [*self.pin, self.ray, "start", "--address", self.address, "--node-ip-address", host.address,
+            [*pin, self.ray, "start", "--address", self.address, "--node-ip-address", host.address,
              "--resources", json.dumps(resources), "--temp-dir", str(self.temp_dir / host.name),
              *self._common],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,

@@ -885,7 +885,7 @@ def main(argv: list[str]) -> None:
             for host in edge_hosts:
                 ray.add_node(host, {"surge_edge": 1})
             ray.wait_for_nodes(1 + args.hosts)
-            cluster = Cluster(lab, ray, edge_hosts, players[0])
+            cluster = Cluster(lab, ray, edge_hosts, players[0], packager_hosts=[])
             for key, name, edges in variants:
                 if args.only not in (None, key):
                     continue

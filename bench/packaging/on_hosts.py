@@ -1,0 +1,268 @@
+"""On-demand benchmark: packaging on emulated worker hosts (`surge origin --packagers ray`).
+
+Every worker host is a network namespace on a bridge in 198.51.100.0/24 (tests/hosts.py), a Ray worker
+node offering one `surge_packager` unit, each pinned to its own core (`taskset`); the origin and the Ray
+head run on the bridge address in the root namespace. Two measures, each on 1 worker host and then on 2:
+
+- batch: N titles uploaded at once, time from the first upload to the last title ready (throughput);
+- long title: one long 1080p title, time to ready. On one host it is packaged by one process; on two, when
+  the origin chunks titles across workers (`--chunk-seconds`), its chunks are spread over both. Output
+  bytes and the top rendition's PSNR against the source (ffmpeg's `psnr` filter) are compared.
+
+Results: docs/benchmarks.md (section "Packaging on emulated hosts"), per-run JSON in
+bench/results/packaging/.
+
+    .venv/bin/python bench/packaging/on_hosts.py [--titles 4] [--title-seconds 20] [--long-seconds 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from subprocess import DEVNULL
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+
+from common import write_doc  # noqa: E402
+
+from tests.hosts import Host, Lab, RayCluster, unavailable_reason  # noqa: E402
+from transcoder.sample import make_sample  # noqa: E402
+
+SECTION = "## Packaging on emulated hosts"
+RESULTS = ROOT / "bench" / "results" / "packaging"
+SURGE = [sys.executable, "-m", "surge.cli"]
+RAY = str(Path(sys.executable).with_name("ray"))
+TOKEN = "bench-packaging-token"
+HOST_CPUS = ("0", "1")  # worker host i on core i
+GOAL_BATCH, GOAL_LONG, GOAL_BYTES, GOAL_PSNR_DB = 1.8, 1.7, 0.03, 0.5
+
+
+@dataclass
+class Run:
+    hosts: int
+    seconds: float
+    titles: list[str]
+    output_bytes: int = 0
+    psnr_db: float | None = None
+    chunked: bool = False
+
+
+def title_bytes(data: Path, title: str) -> int:
+    return sum(f.stat().st_size for f in (data / "titles" / title).rglob("*") if f.is_file())
+
+
+def top_rendition(data: Path, title: str) -> Path:
+    info = json.loads((data / "titles" / title / "title.json").read_text())
+    top = max(info["renditions"], key=lambda r: r["width"] * r["height"])
+    return data / "titles" / title / top["name"] / "index.m3u8"
+
+
+def psnr(rendition: Path, source: Path) -> float:
+    """Mean PSNR (dB) of ``rendition`` against ``source``, scaled to the rendition's size."""
+    done = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-i", str(rendition), "-i", str(source), "-lavfi",
+         "[1:v][0:v]scale2ref=flags=bicubic[ref][main];[main][ref]psnr", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    found = re.search(r"PSNR .* average:([0-9.]+|inf)", done.stderr)
+    if done.returncode != 0 or found is None:
+        sys.exit(f"psnr failed: {done.stderr[-2000:]}")
+    return float(found[1])
+
+
+def start_origin(
+    lab: Lab, ray: RayCluster, data: Path, log: Path, chunk_seconds: int
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SURGE_ADMIN_TOKEN": TOKEN, "RAY_AUTH_MODE": ray.env["RAY_AUTH_MODE"]}
+    argv = [*SURGE, "origin", "--data", str(data), "--host", lab.address, "--port", "0", "--packagers", "ray",
+            "--ray-address", ray.address, "--ray-namespace", f"bench-{data.name}",
+            "--chunk-seconds", str(chunk_seconds), "--no-access-log"]  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, env=env)
+
+
+def origin_url(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in log.read_text().splitlines():
+            if '"listening"' in line:
+                return str(json.loads(line)["url"])
+        time.sleep(0.2)
+    sys.exit(f"the origin did not start: {log.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def package(lab: Lab, ray: RayCluster, work: Path, name: str, sources: Sequence[Path],
+            chunk_seconds: int) -> tuple[float, list[str], Path]:  # fmt: skip
+    """Upload every source at once to a fresh origin and wait until all are ready: (seconds from the
+    first upload to the last ready, title ids, data dir)."""
+    data, log = work / name, work / f"{name}.log"
+    proc = start_origin(lab, ray, data, log, chunk_seconds)
+    try:
+        url = origin_url(log, proc)
+        env = {**os.environ, "SURGE_ADMIN_TOKEN": TOKEN}
+        started = time.monotonic()
+        uploads = []
+        for i, source in enumerate(sources):
+            argv = [
+                *SURGE,
+                "upload",
+                str(source),
+                "--server",
+                url,
+                "--name",
+                f"{name}-{i}",
+                "--wait",
+                "--quiet",
+            ]
+            uploads.append(
+                subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            )
+        titles = []
+        for upload in uploads:
+            out, err = upload.communicate(timeout=3600)
+            if upload.returncode != 0:
+                sys.exit(f"upload failed: {out}{err}")
+            titles.append(out.split(" as ", 1)[1].split()[0])
+        return time.monotonic() - started, titles, data
+    finally:
+        stop(proc)
+
+
+def was_chunked(work: Path, name: str) -> bool:
+    return "in chunks" in (work / f"{name}.log").read_text()
+
+
+def add_workers(ray: RayCluster, hosts: Sequence[Host], count: int) -> None:
+    for host, cpu in zip(hosts, HOST_CPUS, strict=False):
+        ray.add_node(host, {"surge_packager": 1}, cpus=cpu)
+    ray.wait_for_nodes(1 + count, timeout=120)
+
+
+def row(measure: str, one: float, two: float, ratio: float | str, target: str, met: bool) -> str:
+    shown = f"{ratio:.2f}x" if isinstance(ratio, float) else ratio
+    first, second = (f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" for v in (one, two))
+    return f"| {measure} | {first} | {second} | {shown} | {target} | {'met' if met else 'NOT MET'} |"
+
+
+def section(args: argparse.Namespace, batch: list[Run], long: list[Run], machine: str) -> str:
+    command = " ".join(["bench/packaging/on_hosts.py", *sys.argv[1:]])
+    lines = [
+        SECTION, "",
+        f"Command: `.venv/bin/python {command}` ({dt.date.today().isoformat()}; one run per variant).", "",
+        f"Machine: {machine}. Worker hosts: network namespaces on a bridge (tests/hosts.py), each a Ray "
+        "worker node with one `surge_packager` unit, pinned to its own core (`taskset`); `surge origin "
+        "--packagers ray` and the Ray head on the bridge address, unpinned.", "",
+        f"Batch: {args.titles} titles of {args.title_seconds:g} s, 1280x720 30 fps synthetic sources with "
+        f"audio, uploaded at once. Long title: {args.long_seconds:g} s 1920x1080 30 fps with audio, "
+        f"`--chunk-seconds {args.chunk_seconds}`. Default ladder and preset.", "",
+        "| measure | 1 host | 2 hosts | ratio | target | result |",
+        "|---|---:|---:|---:|---:|---|",
+    ]  # fmt: skip
+    one, two = batch
+    lines.append(row("batch: seconds to package all", one.seconds, two.seconds, one.seconds / two.seconds,
+                     f">= {GOAL_BATCH}x", one.seconds / two.seconds >= GOAL_BATCH))  # fmt: skip
+    if long:
+        single, split = long
+        assert single.psnr_db is not None and split.psnr_db is not None
+        speed = single.seconds / split.seconds
+        size = split.output_bytes / single.output_bytes - 1
+        quality = split.psnr_db - single.psnr_db
+        how = "chunked over both" if split.chunked else "one process: the origin did not chunk it"
+        lines += [
+            row(f"long title: seconds to ready (2 hosts: {how})", single.seconds, split.seconds, speed,
+                f">= {GOAL_LONG}x", speed >= GOAL_LONG),
+            row("long title: output bytes", single.output_bytes, split.output_bytes, f"{size:+.1%}",
+                f"within {GOAL_BYTES:.0%}", abs(size) <= GOAL_BYTES),
+            row("long title: top rendition PSNR vs source, dB", single.psnr_db, split.psnr_db,
+                f"{quality:+.2f} dB", f"within {GOAL_PSNR_DB} dB", abs(quality) <= GOAL_PSNR_DB),
+        ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="packaging on 1 vs 2 emulated worker hosts")
+    parser.add_argument("--titles", type=int, default=4)
+    parser.add_argument("--title-seconds", type=float, default=20)
+    parser.add_argument("--long-seconds", type=float, default=120, help="0: skip the long title")
+    parser.add_argument("--chunk-seconds", type=int, default=30)
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    reason = unavailable_reason()
+    if reason is not None:
+        sys.exit(f"no emulated hosts: {reason}")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs 2 CPUs: one per worker host")
+    sys.path.insert(0, str(ROOT / "bench" / "flashcrowd"))
+    from run import machine
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="surge-packaging-hosts-") as tmp, Lab("sp") as lab:
+        work = Path(tmp)
+        print("making sources …", flush=True)
+        batch_sources = [
+            make_sample(work / f"batch{i}.mp4", width=1280, height=720, duration=args.title_seconds,
+                        frame_rate=30, audio=True)
+            for i in range(args.titles)
+        ]  # fmt: skip
+        long_source = None
+        if args.long_seconds:
+            long_source = make_sample(work / "long.mp4", width=1920, height=1080, duration=args.long_seconds,
+                                      frame_rate=30, audio=True)  # fmt: skip
+        hosts = [lab.add_host(f"pack{i}") for i in range(2)]
+        ray = RayCluster(lab, RAY)
+        try:
+            batch: list[Run] = []
+            long: list[Run] = []
+            for count in (1, 2):
+                add_workers(ray, hosts[len(batch) : count], count)  # one more host each round
+                print(f"{count} worker host(s): batch of {args.titles} …", flush=True)
+                seconds, titles, _ = package(
+                    lab, ray, work, f"batch{count}", batch_sources, args.chunk_seconds
+                )
+                batch.append(Run(count, seconds, titles))
+                print(f"  {seconds:.1f} s", flush=True)
+                if long_source is not None:
+                    print(f"{count} worker host(s): long title …", flush=True)
+                    name = f"long{count}"
+                    seconds, [title], data = package(lab, ray, work, name, [long_source], args.chunk_seconds)
+                    quality = psnr(top_rendition(data, title), long_source)
+                    run = Run(
+                        count, seconds, [title], title_bytes(data, title), quality, was_chunked(work, name)
+                    )
+                    long.append(run)
+                    print(f"  {seconds:.1f} s, chunked: {run.chunked}, PSNR {run.psnr_db:.2f} dB", flush=True)
+        finally:
+            ray.close()
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        results = {"batch": [asdict(r) for r in batch], "long": [asdict(r) for r in long]}
+        (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=1))
+        text = section(args, batch, long, machine())
+        print(text)
+        if not args.no_doc:
+            write_doc(SECTION, text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

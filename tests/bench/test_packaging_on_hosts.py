@@ -1,0 +1,52 @@
+"""The table of the packaging benchmark on emulated hosts (bench/packaging/on_hosts.py): values in, the
+verdicts out."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+
+def _load() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / "packaging" / "on_hosts.py"
+    spec = importlib.util.spec_from_file_location("bench_packaging_on_hosts", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load()
+ARGS = argparse.Namespace(titles=4, title_seconds=20.0, long_seconds=120.0, chunk_seconds=30)
+
+
+def rows(text: str) -> dict[str, list[str]]:
+    table = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in table[1:]}
+
+
+def test_each_target_is_judged_on_its_own_measure() -> None:
+    batch = [bench.Run(1, 100.0, ["a"]), bench.Run(2, 52.0, ["b"])]  # 1.92x
+    long = [bench.Run(1, 200.0, ["c"], 1_000_000, 40.0), bench.Run(2, 125.0, ["d"], 1_040_000, 39.8, True)]
+    table = rows(bench.section(ARGS, batch, long, "test machine"))
+    assert table["batch: seconds to package all"] == ["100.0", "52.0", "1.92x", ">= 1.8x", "met"]
+    assert table["long title: seconds to ready (2 hosts: chunked over both)"][2:] == [
+        "1.60x",
+        ">= 1.7x",
+        "NOT MET",
+    ]
+    assert table["long title: output bytes"] == ["1,000,000", "1,040,000", "+4.0%", "within 3%", "NOT MET"]
+    assert table["long title: top rendition PSNR vs source, dB"][2:] == ["-0.20 dB", "within 0.5 dB", "met"]
+
+
+def test_a_title_the_origin_did_not_chunk_says_so_and_no_long_run_means_no_long_rows() -> None:
+    batch = [bench.Run(1, 100.0, ["a"]), bench.Run(2, 70.0, ["b"])]
+    long = [bench.Run(1, 200.0, ["c"], 1_000_000, 40.0), bench.Run(2, 199.0, ["d"], 1_000_000, 40.0, False)]
+    table = rows(bench.section(ARGS, batch, long, "test machine"))
+    assert table["batch: seconds to package all"][-1] == "NOT MET"
+    assert "long title: seconds to ready (2 hosts: one process: the origin did not chunk it)" in table
+    assert list(rows(bench.section(ARGS, batch, [], "test machine"))) == ["batch: seconds to package all"]
