@@ -118,7 +118,8 @@ def test_origin_requests_are_its_media_lines_by_path() -> None:
 def summary(name: str, mbit: float, **extra: Any) -> dict[str, Any]:
     base = {"name": name, "phases": {"crowd": {"mbit": mbit, "top_share": 0.4}},
             "top_share_once_scaled": 0.85, "rebuffer_once_scaled": 0.002, "decision_s": 1.0, "crossed_s": 1.5,
-            "new_edges": [{"first_answer": 7.0}], "failed": 0, "origin_max": 1}  # fmt: skip
+            "new_edges": [{"requested": 1.0, "first_answer": 4.0}, {"requested": 3.0, "first_answer": 9.0}],
+            "failed": 0, "origin_max": 1}  # fmt: skip
     return base | extra
 
 
@@ -130,12 +131,19 @@ def test_targets_are_judged_on_the_measured_values() -> None:
     assert verdicts[("both", "autoscaled")] is True  # 2.78x
     assert verdicts[("auto", "crowd")] is True  # once scaled out, not over the whole run (0.4)
     assert verdicts[("auto", "scale-out")] is True  # the decision came before the crossing
-    assert verdicts[("auto", "a")] is False  # 6 s from the decision to the first answer
+    assert verdicts[("auto", "every")] is False  # the second new edge: 6 s from its decision to its answer
     assert verdicts[("single", "0")] is False and verdicts[("single", "≤")] is False
     unmeasured = hosts.targets(summary("auto", 500.0, decision_s=None), None)
     assert {t.name: t.met for t in unmeasured}[
         f"scale-out decision ≤ {hosts.GOAL_DECISION_S:g} s after crossing capacity"
     ] is None
+
+
+def test_the_slowest_new_edge_decides_and_one_that_never_answered_leaves_it_unmeasured() -> None:
+    edges = [{"requested": 1.0, "first_answer": 4.5}, {"requested": 2.0, "first_answer": 6.0}]
+    assert hosts.slowest_answer(edges) == 4.0
+    assert hosts.slowest_answer([*edges, {"requested": 3.0, "first_answer": None}]) is None
+    assert hosts.slowest_answer([]) is None
 
 
 def played_rows(*rows: tuple[float, dict[str, float]]) -> list[dict[str, Any]]:
