@@ -148,16 +148,18 @@ def package(lab: Lab, ray: RayCluster, work: Path, name: str, sources: Sequence[
         return time.monotonic() - started, titles, data
     finally:
         stop(proc)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.log").write_bytes(log.read_bytes())  # the origin's log of the last run
 
 
 def was_chunked(work: Path, name: str) -> bool:
     return "in chunks" in (work / f"{name}.log").read_text()
 
 
-def add_workers(ray: RayCluster, hosts: Sequence[Host], count: int) -> None:
-    for host, cpu in zip(hosts, HOST_CPUS, strict=False):
-        ray.add_node(host, {"surge_packager": 1}, cpus=cpu)
-    ray.wait_for_nodes(1 + count, timeout=120)
+def add_worker(ray: RayCluster, hosts: Sequence[Host], index: int) -> None:
+    """Worker host ``index`` joins the cluster, pinned to core ``index``; returns once it is a node."""
+    ray.add_node(hosts[index], {"surge_packager": 1}, cpus=HOST_CPUS[index])
+    ray.wait_for_nodes(2 + index, timeout=120)
 
 
 def row(measure: str, one: float, two: float, ratio: float | str, target: str, met: bool) -> str:
@@ -236,7 +238,7 @@ def main(argv: list[str]) -> None:
             batch: list[Run] = []
             long: list[Run] = []
             for count in (1, 2):
-                add_workers(ray, hosts[len(batch) : count], count)  # one more host each round
+                add_worker(ray, hosts, count - 1)  # one more host each round
                 print(f"{count} worker host(s): batch of {args.titles} …", flush=True)
                 seconds, titles, _ = package(
                     lab, ray, work, f"batch{count}", batch_sources, args.chunk_seconds
