@@ -389,7 +389,9 @@ def _fleet_parts(
         capacity=args.edge_capacity,
         scale_in_window=args.scale_in_window,
     )
-    config = FleetConfig(origin=origin_url, scaler=scaler)
+    if not 0 <= args.standby_edges < args.max_edges:
+        raise InvalidInput(f"--standby-edges must be 0 to {args.max_edges - 1} (below --max-edges)")
+    config = FleetConfig(origin=origin_url, scaler=scaler, standby_edges=args.standby_edges)
     # No loopback URL leaves a fleet that was not told to bind loopback: edges on other machines (Ray) and
     # players elsewhere could not use it.
     if is_loopback_url(origin_url) and (args.backend == "ray" or not is_loopback_host(bind_host)):
@@ -480,6 +482,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _fleet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-edges", type=int, default=1, help="edges always running (default 1)")
     parser.add_argument("--max-edges", type=int, default=8, help="most edges at once (default 8)")
+    parser.add_argument("--standby-edges", type=int, default=0,
+                        help="edges kept started out of routing, promoted at once by a scale-out and then "
+                             "replaced (counted in --max-edges; default 0)")  # fmt: skip
     parser.add_argument("--edge-capacity", type=_capacity, default="2000rps",
                         help="what one edge serves comfortably: 2000rps, 800mbit or both as 2000rps,800mbit "
                              "(a bare number is requests/s; default 2000rps)")  # fmt: skip

@@ -101,14 +101,16 @@ def watch_edges(
     done: threading.Event,
     limit: float,
 ) -> None:
-    """Every EDGE_POLL_S, the request count of each edge that appeared in /fleet less than EDGE_WATCH_S
-    ago (the edges of the first poll are not new)."""
+    """Every EDGE_POLL_S, the request count of each edge that appeared in /fleet, or left standby, less
+    than EDGE_WATCH_S ago, or stands by (the edges of the first poll are not new)."""
     deadline = time.monotonic() + limit
     first_seen: dict[str, float] = {}
     while not done.is_set() and time.monotonic() < deadline:
         latest = polls[-1][1] if polls else {"edges": []}
         for edge in latest["edges"]:
             seen = first_seen.setdefault(edge["id"], time.monotonic() if len(polls) > 1 else -math.inf)
+            if edge.get("state") == "standby":
+                first_seen[edge["id"]] = time.monotonic()  # its watch starts again when promoted
             if not edge.get("url") or time.monotonic() - seen > EDGE_WATCH_S:
                 continue
             with (
@@ -194,6 +196,8 @@ def run_variant(
         "--cache-mem",
         "512MiB",
     ]
+    if edges[1] > 1 and args.standby_edges:
+        flags += ["--standby-edges", str(args.standby_edges)]
     argv = [
         *pinned(SERVER_CPU if args.pin else None),
         *SURGE,
@@ -483,7 +487,18 @@ def summarize(o: Outcome, args: argparse.Namespace) -> dict[str, Any]:
     decision = event_time(decisions[0]) if decisions else None
     new_edges = []
     for e in events:
-        if e["kind"] == "edge started" and event_time(e) >= crowd_start:
+        if e["kind"] == "edge promoted" and event_time(e) >= crowd_start:
+            # A standby edge put in service: asked for (and started) before; its clock starts now.
+            promoted = event_time(e)
+            mine = [x for x in events if x.get("edge") == e["edge"]]
+            started = next((event_time(x) for x in mine if x["kind"] == "edge started"), None)
+            actives = [event_time(x) for x in mine if x["kind"] == "edge active"]
+            active = next((t for t in actives if t >= promoted), None)
+            answer = first_answer(o.served.get(e["edge"], []), active) if active is not None else None
+            new_edges.append({"edge": e["edge"], "node": e.get("node"), "requested": promoted,
+                              "started": started, "active": active, "first_answer": answer,
+                              "promoted": True})  # fmt: skip
+        if e["kind"] == "edge started" and event_time(e) >= crowd_start and not e.get("standby"):
             active = next(
                 (event_time(a) for a in events if a["kind"] == "edge active" and a["edge"] == e["edge"]), None
             )
@@ -560,7 +575,8 @@ def summarize(o: Outcome, args: argparse.Namespace) -> dict[str, Any]:
             1 for e in events if e["kind"] == "scale-out" and event_time(e) < crowd_start
         ),
         "new_edges": [
-            {k: rel(v) if k not in ("edge", "node") else v for k, v in e.items()} for e in new_edges
+            {k: rel(v) if k not in ("edge", "node", "promoted") else v for k, v in e.items()}
+            for e in new_edges
         ],
         "failed": sum(r["errors"] for r in requests),
         "errors_by_kind": dict(sum((Counter(r["errors_by_kind"]) for r in requests), Counter())),
@@ -782,8 +798,8 @@ def report(args: argparse.Namespace, summaries: list[dict[str, Any]], command: s
         decisions = ", ".join(f"{secs(d['t_s'])} ({d['count']})" for d in s["decisions"]) or "none"
         edges = (
             "; ".join(
-                f"{e['edge']}: {secs(e['requested'])} / {secs(e['started'])} on {e['node']} / "
-                f"{secs(e['active'])} / {secs(e['first_answer'])}"
+                f"{e['edge']}: {'promoted ' if e.get('promoted') else ''}{secs(e['requested'])} / "
+                f"{secs(e['started'])} on {e['node']} / {secs(e['active'])} / {secs(e['first_answer'])}"
                 for e in s["new_edges"]
             )
             or "none"
@@ -837,6 +853,7 @@ def main(argv: list[str]) -> None:
         help=f"players on CPU {PLAYER_CPU}; origin, fleet, Ray and edges on CPU {SERVER_CPU} (default: "
         "with 2 CPUs or more)",
     )
+    add("--standby-edges", type=int, default=0, help="the autoscaled fleet's --standby-edges (default 0)")
     add("--only", choices=("autoscaled", "single"), help="run one variant")
     add("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)

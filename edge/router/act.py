@@ -58,18 +58,27 @@ class Actuator:
             self.event("edge adopted", handle.id, url=handle.url, node=handle.node)
 
     def request(
-        self, parent: str | None, hot_title: str | None, reason: str, session: aiohttp.ClientSession
+        self,
+        parent: str | None,
+        hot_title: str | None,
+        reason: str,
+        session: aiohttp.ClientSession,
+        *,
+        standby: bool = False,
     ) -> FleetEdge | None:
-        """Counted at once (``pending``); started in the background. None at ``max_edges``."""
+        """Counted at once (``pending``); started in the background. None at ``max_edges``. A ``standby``
+        edge, once listening, waits out of routing until ``promote``."""
         # Every edge holds (or will hold) a machine until stopped: pending and draining ones count too.
         if len(self.edges) >= self.config.scaler.max_edges:
             self.event("edge not started", None, reason=f"{reason}; at --max-edges")
             return None
         edge_id, self.counter = next_edge_id(self.counter, self.edges)
         now = self.clock()
-        edge = FleetEdge(self.backend.new_handle(edge_id, parent), EdgeState.PENDING, now, now)
+        edge = FleetEdge(
+            self.backend.new_handle(edge_id, parent), EdgeState.PENDING, now, now, reserve=standby
+        )
         self.edges[edge_id] = edge
-        self.event("edge requested", edge_id, parent=parent, reason=reason)
+        self.event("edge requested", edge_id, parent=parent, reason=reason, standby=standby)
         self.tasks.spawn(self._start(edge, hot_title, reason, session), name=f"start {edge_id}")
         return edge
 
@@ -88,14 +97,34 @@ class Actuator:
             await self.backend.stop(edge.handle, graceful=False)
             return
         edge.last_ok = self.clock()
-        edge.state = EdgeState.WARMING if hot_title else EdgeState.ACTIVE
+        if edge.reserve:
+            edge.state = EdgeState.STANDBY
+        else:
+            edge.state = EdgeState.WARMING if hot_title else EdgeState.ACTIVE
         self.event("edge started", edge_id, url=edge.handle.url, node=edge.handle.node, parent=edge.parent,
-                   reason=reason)  # fmt: skip
-        if hot_title:
-            warmed = await self._warm(edge, hot_title, session)
-            if edge.state is EdgeState.WARMING:
-                edge.state = EdgeState.ACTIVE
-                self.event("edge active", edge_id, warmed_objects=warmed, title=hot_title)
+                   reason=reason, standby=edge.reserve)  # fmt: skip
+        if hot_title and not edge.reserve:
+            await self._activate(edge, hot_title, session)
+
+    async def _activate(self, edge: FleetEdge, hot_title: str, session: aiohttp.ClientSession) -> None:
+        """Warm the hot title into a warming edge, then put it in service."""
+        warmed = await self._warm(edge, hot_title, session)
+        if edge.state is EdgeState.WARMING:
+            edge.state = EdgeState.ACTIVE
+            self.event("edge active", edge.handle.id, warmed_objects=warmed, title=hot_title)
+
+    def promote(
+        self, edge: FleetEdge, hot_title: str | None, reason: str, session: aiohttp.ClientSession
+    ) -> None:
+        """A standby edge put in service: it already listens, so only the hot title's warming is left."""
+        edge.reserve = False
+        self.event("edge promoted", edge.handle.id, node=edge.handle.node, reason=reason)
+        if hot_title is None:
+            edge.state = EdgeState.ACTIVE
+            self.event("edge active", edge.handle.id, warmed_objects=0, title=None)
+            return
+        edge.state = EdgeState.WARMING
+        self.tasks.spawn(self._activate(edge, hot_title, session), name=f"promote {edge.handle.id}")
 
     def cancel(self, edge: FleetEdge, reason: str) -> None:
         del self.edges[edge.handle.id]

@@ -219,7 +219,7 @@ def make_app(fleet: Fleet, settings: RouterSettings) -> web.Application:
         await app[SESSION].close()
 
     async def handle_metrics(request: web.Request) -> web.Response:
-        states = dict.fromkeys(("pending", "starting", "warming", "active", "draining"), 0)
+        states = dict.fromkeys(("pending", "starting", "warming", "active", "draining", "standby"), 0)
         for edge in fleet.edges.values():
             states[edge.status] += 1
         for state, count in states.items():

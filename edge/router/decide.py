@@ -4,7 +4,8 @@
   whether its backend saw it exit, and when it last answered ``/stats``.
 - Demand: per-title requests/s and shares of one edge, summed over the edges' reports.
 - Scaling in: which edge to give up (``Cancel`` a request that never got a machine, else ``Drain`` the
-  least useful edge, else ``Keep``); scaling out revives draining edges before asking for new ones.
+  least useful edge, else ``Keep``); scaling out revives draining edges, then promotes standby edges,
+  before asking for new ones; the standby pool is refilled up to ``--standby-edges``.
 - Names and parents of new edges.
 
 The scaler (``scaler.py``) decides how many edges; hashing (``hashing.py``) decides where titles go.
@@ -31,6 +32,7 @@ class EdgeState(StrEnum):
     WARMING = "warming"
     ACTIVE = "active"
     DRAINING = "draining"
+    STANDBY = "standby"  # listening and polled, out of routing: a scale-out promotes it at once
 
 
 @dataclass
@@ -43,6 +45,7 @@ class FleetEdge:
     last_ok: float  # when it last answered /stats (or started listening)
     report: EdgeReport = field(default_factory=EdgeReport)
     polling: bool = False
+    reserve: bool = False  # asked for to stand by (pending or standby), not yet promoted
 
     @property
     def ref(self) -> EdgeRef:
@@ -114,7 +117,7 @@ def judge_health(
             return NotJudged("not listening yet: not polled")
         case EdgeState.DRAINING:
             return NotJudged("draining: stopped on purpose within the drain timeout")
-        case EdgeState.WARMING | EdgeState.ACTIVE:
+        case EdgeState.WARMING | EdgeState.ACTIVE | EdgeState.STANDBY:
             pass
     if exited:
         return Dead(DeathCause.EXITED, "its process exited")
@@ -172,14 +175,14 @@ def observation(edges: Sequence[FleetEdge], current: Demand) -> Observation:
     hottest = current.hottest
     return Observation(
         active=sum(1 for e in edges if e.state is EdgeState.ACTIVE),
-        warming=sum(1 for e in edges if e.state in (EdgeState.PENDING, EdgeState.WARMING)),
+        warming=sum(1 for e in edges if e.state in (EdgeState.PENDING, EdgeState.WARMING) and not e.reserve),
         total_rps=sum(r.rps_1s for r in titles),
         average_rps=sum(r.rps_10s for r in titles),
         hottest_title=hottest,
         hottest_rps=current.rps.get(hottest, 0.0) if hottest else 0.0,
         total_bytes_per_s=sum(r.bytes_per_s_1s for r in titles),
         average_bytes_per_s=sum(r.bytes_per_s_10s for r in titles),
-        unplaced=sum(1 for e in edges if e.unplaced),
+        unplaced=sum(1 for e in edges if e.unplaced and not e.reserve),
     )
 
 
@@ -208,7 +211,8 @@ ScaleInStep = Cancel | Drain | Keep
 
 def scale_in_step(edges: Sequence[FleetEdge], min_edges: int) -> ScaleInStep:
     """The one edge to give up when demand has stayed low."""
-    unplaced = [e for e in edges if e.unplaced]
+    # A standby request waiting for a machine stays: its demand is what lets a cluster add one.
+    unplaced = [e for e in edges if e.unplaced and not e.reserve]
     if unplaced:  # a machine never came
         return Cancel(max(unplaced, key=lambda e: e.started).handle.id)
     # An edge no other fills from (their caches stay warm), the least loaded, the newest.
@@ -220,10 +224,25 @@ def scale_in_step(edges: Sequence[FleetEdge], min_edges: int) -> ScaleInStep:
     return Keep(f"at the minimum of {min_edges} active edges")
 
 
-def scale_out_steps(count: int, draining: Sequence[str]) -> tuple[list[str], int]:
-    """(draining edges to take back, new edges to ask for): a draining edge is cheaper and warm."""
-    revived = list(draining[:count])
-    return revived, count - len(revived)
+@dataclass(frozen=True)
+class ScaleOutSteps:
+    revive: list[str]  # draining edges taken back: listening, their caches warm
+    promote: list[str]  # standby edges put in service: listening, warmed on promotion
+    new: int  # edges to ask for
+
+
+def scale_out_steps(count: int, draining: Sequence[str], standby: Sequence[str]) -> ScaleOutSteps:
+    """``count`` more edges: those already listening first, the warmest first."""
+    revive = list(draining[:count])
+    promote = list(standby[: count - len(revive)])
+    return ScaleOutSteps(revive, promote, count - len(revive) - len(promote))
+
+
+def standby_shortfall(edges: Sequence[FleetEdge], wanted: int, max_edges: int) -> int:
+    """How many standby edges to ask for: up to ``wanted`` in reserve (pending or standing by), never
+    beyond ``max_edges`` in all."""
+    reserve = sum(1 for e in edges if e.reserve)
+    return max(0, min(wanted - reserve, max_edges - len(edges)))
 
 
 def next_edge_id(counter: int, taken: Mapping[str, object]) -> tuple[str, int]:

@@ -45,6 +45,7 @@ from edge.router.decide import (
     parent_for,
     scale_in_step,
     scale_out_steps,
+    standby_shortfall,
 )
 from edge.router.hashing import DEFAULT_EPSILON, hash_order, place, place_one
 from edge.router.observe import Observer
@@ -72,6 +73,7 @@ class FleetConfig:
     # (the fills it started go on; a client leaving never cancels a fill).
     warm_timeout: float = 2.0
     drain_timeout: float = 60.0
+    standby_edges: int = 0  # edges kept listening out of routing, for a scale-out to promote at once
     start_wait: float = 30.0  # for the first edges to listen before the router takes players
     placement_wait: float = 2.0  # ... and for a machine to be chosen for them
     steering_ttl: int = STEERING_TTL_S
@@ -214,6 +216,7 @@ class Fleet:
         )  # fmt: skip
         self._record_history()
         self._scale(now)
+        self._refill_standby()
 
     def _judge_health(self, now: float) -> None:
         late_after = self.config.health_timeout / 2
@@ -246,10 +249,14 @@ class Fleet:
                 self.last_decision = f"scale out by {count}: {reason}"
                 self.event("scale-out", None, count=count, reason=reason, title=seen.hottest_title)
                 draining = [e.handle.id for e in self.edges.values() if e.state is EdgeState.DRAINING]
-                revived, new = scale_out_steps(count, draining)
-                for edge_id in revived:
+                standby = [e.handle.id for e in self.edges.values() if e.state is EdgeState.STANDBY]
+                steps = scale_out_steps(count, draining, standby)
+                for edge_id in steps.revive:
                     self.act.revive(self.edges[edge_id])
-                for _ in range(new):
+                assert self._session is not None
+                for edge_id in steps.promote:
+                    self.act.promote(self.edges[edge_id], seen.hottest_title, reason, self._session)
+                for _ in range(steps.new):
                     self._request_edge(seen.hottest_title, reason)
             case ScaleIn(reason=reason):
                 match scale_in_step(list(self.edges.values()), self.config.scaler.min_edges):
@@ -263,6 +270,17 @@ class Fleet:
                         self.last_decision = f"hold: {kept}"
             case Hold(reason=reason):
                 self.last_decision = reason
+
+    def _refill_standby(self) -> None:
+        """Keep ``standby_edges`` in reserve once an edge serves (a standby edge fills from an active one)."""
+        if not self.active():
+            return
+        assert self._session is not None
+        wanted = standby_shortfall(list(self.edges.values()), self.config.standby_edges,
+                                   self.config.scaler.max_edges)  # fmt: skip
+        for _ in range(wanted):
+            parent = parent_for([], [e.ref for e in self.active()])
+            self.act.request(parent, None, "standby", self._session, standby=True)
 
     def _record_history(self) -> None:
         now = self.wall_clock()

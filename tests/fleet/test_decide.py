@@ -19,6 +19,7 @@ from edge.router.decide import (
     Keep,
     Late,
     NotJudged,
+    ScaleOutSteps,
     demand,
     edge_number,
     health_json,
@@ -28,6 +29,7 @@ from edge.router.decide import (
     parent_for,
     scale_in_step,
     scale_out_steps,
+    standby_shortfall,
 )
 from edge.router.scaler import Capacity
 from edge.router.steering import EdgeRef
@@ -38,6 +40,7 @@ TIMEOUT = 2.0
 LATE = 1.0
 
 A, W, P, D = EdgeState.ACTIVE, EdgeState.WARMING, EdgeState.PENDING, EdgeState.DRAINING
+S = EdgeState.STANDBY
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,10 @@ A, W, P, D = EdgeState.ACTIVE, EdgeState.WARMING, EdgeState.PENDING, EdgeState.D
         (P, True, T0 - 60.0, NotJudged("not listening yet: not polled")),
         (D, False, T0 - 60.0, NotJudged("draining: stopped on purpose within the drain timeout")),
         (D, True, T0, NotJudged("draining: stopped on purpose within the drain timeout")),
+        # A standby edge is judged like a serving one: a dead reserve is no reserve.
+        (S, False, T0 - 0.4, Healthy("answered /stats 0.4 s ago")),
+        (S, False, T0 - 2.5, Dead(DeathCause.SILENT, "no answer to /stats for 2.5 s (limit 2 s)")),
+        (S, True, T0, Dead(DeathCause.EXITED, "its process exited")),
     ],
 )
 def test_health_verdicts_and_their_reasons(
@@ -102,12 +109,13 @@ def edge(
     rps: float = 0.0,
     node: str | None = "198.51.100.11",
     parent: str | None = None,
+    reserve: bool = False,
 ) -> FleetEdge:
     handle = EdgeHandle(
         edge_id, url=f"http://198.51.100.11/{edge_id}" if node else "", node=node, parent=parent
     )
     reported = EdgeReport(titles={"t": TitleRates(rps_1s=rps)}) if rps else EdgeReport()
-    return FleetEdge(handle, state, started, started, reported)
+    return FleetEdge(handle, state, started, started, reported, reserve=reserve)
 
 
 def test_the_scaler_sees_active_warming_and_unplaced_edges() -> None:
@@ -154,18 +162,54 @@ def test_which_edge_scaling_in_gives_up(edges: list[FleetEdge], min_edges: int, 
 
 
 @pytest.mark.parametrize(
-    ("count", "draining", "steps"),
+    ("count", "draining", "standby", "steps"),
     [
-        (3, [], ([], 3)),
-        (3, ["edge-4"], (["edge-4"], 2)),
-        (1, ["edge-4", "edge-5"], (["edge-4"], 0)),
-        (2, ["edge-4", "edge-5"], (["edge-4", "edge-5"], 0)),
+        (3, [], [], ScaleOutSteps([], [], 3)),
+        (3, ["edge-4"], [], ScaleOutSteps(["edge-4"], [], 2)),
+        (1, ["edge-4", "edge-5"], [], ScaleOutSteps(["edge-4"], [], 0)),
+        (2, ["edge-4", "edge-5"], [], ScaleOutSteps(["edge-4", "edge-5"], [], 0)),
+        # Standby edges next: listening already, only warming is left.
+        (3, ["edge-4"], ["edge-6"], ScaleOutSteps(["edge-4"], ["edge-6"], 1)),
+        (1, [], ["edge-6", "edge-7"], ScaleOutSteps([], ["edge-6"], 0)),
+        (1, ["edge-4"], ["edge-6"], ScaleOutSteps(["edge-4"], [], 0)),
     ],
 )
-def test_scaling_out_revives_draining_edges_first(
-    count: int, draining: list[str], steps: tuple[list[str], int]
+def test_scaling_out_takes_edges_that_listen_first(
+    count: int, draining: list[str], standby: list[str], steps: ScaleOutSteps
 ) -> None:
-    assert scale_out_steps(count, draining) == steps
+    assert scale_out_steps(count, draining, standby) == steps
+
+
+@pytest.mark.parametrize(
+    ("edges", "wanted", "max_edges", "shortfall"),
+    [
+        ([edge("edge-1")], 0, 4, 0),
+        ([edge("edge-1")], 2, 4, 2),
+        # Pending reserve edges count: asked for once, never again while they wait for a machine.
+        ([edge("edge-1"), edge("edge-2", P, node=None, reserve=True)], 2, 4, 1),
+        ([edge("edge-1"), edge("edge-2", S, reserve=True)], 1, 4, 0),
+        # Never beyond --max-edges, whatever is wanted in reserve.
+        ([edge("edge-1"), edge("edge-2"), edge("edge-3", W)], 2, 4, 1),
+        ([edge("edge-1"), edge("edge-2"), edge("edge-3"), edge("edge-4")], 1, 4, 0),
+    ],
+)
+def test_the_standby_pool_is_refilled_within_max_edges(
+    edges: list[FleetEdge], wanted: int, max_edges: int, shortfall: int
+) -> None:
+    assert standby_shortfall(edges, wanted, max_edges) == shortfall
+
+
+def test_reserve_edges_are_neither_capacity_nor_given_up() -> None:
+    edges = [
+        edge("edge-1", rps=30.0),
+        edge("edge-2", S, reserve=True),
+        edge("edge-3", P, node=None, reserve=True),
+    ]
+    seen = observation(edges, Demand({"t": 30.0}, {"t": 0.3}))
+    assert (seen.active, seen.warming, seen.unplaced) == (1, 0, 0)
+    # Scaling in keeps them: a reserve waiting for a machine is the demand a cluster grows on.
+    assert scale_in_step([*edges, edge("edge-4")], 1) == Drain("edge-4")
+    assert scale_in_step(edges, 1) == Keep("at the minimum of 1 active edges")
 
 
 @pytest.mark.parametrize(
