@@ -8,9 +8,14 @@ workers with transcoder/worker.py's own code (or falls silent, or reports a fail
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -230,3 +235,62 @@ def test_a_chunk_task_carries_its_chunk_and_only_a_chunk_task_does() -> None:
         TaskKind.ENCODE_CHUNK, "a-title", **urls, config=CHUNKED, chunk=Chunk(2, 12.0, 7.5, True)
     )
     assert WorkerTask.from_json(task.to_json()) == task
+
+
+def worker_processes(parent: int) -> list[int]:
+    """PIDs of the packaging worker processes (``python -m transcoder.worker``) of process ``parent``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or b"transcoder.worker" not in (entry / "cmdline").read_bytes():
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def test_a_frozen_chunk_worker_process_loses_its_chunk_to_another(
+    tmp_path: Path, long_source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of two worker processes stops (SIGSTOP: alive, silent): its chunk's lease runs out and only that
+    chunk is encoded again, by another process; the title is published as any other."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the workers' temporary directories, the stopped one's too
+    server = OriginProcess(tmp_path / "data", "--packagers", "processes", "--jobs", "2", "--chunk-seconds",
+                           "6", "--preset", "ultrafast", "--packager-lease", "2", "--packager-start-timeout",
+                           "5", "--retry-delay", "0").start()  # fmt: skip
+    assert server.process is not None
+    stopped: list[int] = []
+    try:
+
+        async def scenario() -> dict[str, Any]:
+            async with aiohttp.ClientSession() as session:
+                _, body, _ = await upload(session, server.url, long_source, name="Long")
+                deadline = time.monotonic() + 60
+                while not stopped:
+                    assert time.monotonic() < deadline, server.log[-10:]
+                    workers = worker_processes(server.process.pid)  # type: ignore[union-attr]
+                    if len(workers) == 2:
+                        os.kill(workers[0], signal.SIGSTOP)
+                        stopped.append(workers[0])
+                    await asyncio.sleep(0.02)
+                return await wait_for_status(session, server.url, body["id"], {"ready", "failed"})
+
+        final = asyncio.run(scenario())
+        assert (final["status"], final["attempts"]) == ("ready", 1), (final, server.log[-10:])
+        title = final["id"]
+        check_title(server.data / "titles" / title, tmp_path)
+        assert files_under(server.data / "staging") == []
+        events = [e for e in list(server.log) if e.get("title") == title]
+        again = [e for e in events if e["event"] in ("chunk failed", "chunk worker never started")]
+        assert len(again) == 1, again  # lost after it started, or before: either way it runs again
+        assert [e["event"] for e in events].count("chunk leased") == 4
+        assert sorted(e["chunk"] for e in events if e["event"] == "chunk encoded") == [0, 1, 2]
+        assert not Path(f"/proc/{stopped[0]}").exists()  # the origin ended the lost worker
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
