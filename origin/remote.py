@@ -585,6 +585,16 @@ class RemoteQueue:
                 message = err.message if isinstance(err, SurgeError) else str(err)
                 await self._end_chunked(job, leasing.rejected(err.__class__.__name__, message))
                 return
+            except Exception as err:  # a bug: no lease is left to run out, so end the attempt here
+                log(
+                    logger,
+                    "finishing a title in chunks crashed",
+                    logging.ERROR,
+                    title=title_id,
+                    exc_info=True,
+                )
+                await self._end_chunked(job, leasing.rejected("InternalError", repr(err)))
+                return
             del self._chunked[title_id]
             await self.store.end_chunked(title_id, status=Status.READY, progress=1.0, duration=info.duration,
                                          error=None, last_failure=None)  # fmt: skip

@@ -294,3 +294,25 @@ def test_a_frozen_chunk_worker_process_loses_its_chunk_to_another(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         server.stop()
+
+
+async def test_chunks_that_cannot_be_joined_fail_the_title_twice_the_same_way(
+    origin: Origin, long_source: Path
+) -> None:
+    """Every chunk "done" without its files: the joined title is refused, tried again whole, then failed."""
+    title = await origin.upload(long_source)
+    stagings = []
+    for _attempt in (1, 2):  # the second attempt's tasks come only once the first is refused
+        for _ in range(3):  # two at once, then the third on the unit the first frees
+            task, _ = await origin.backend.next()
+            stagings += origin.staging()
+            async with origin.session.post(
+                f"{task.control_url}/done", headers=bearer(task.token)
+            ) as response:
+                assert response.status == 200 and await response.json() == {"status": "done", "error": None}
+    status = await wait_for_status(origin.session, origin.url, title, {"failed", "ready"}, timeout=30)
+    assert (status["status"], status["attempts"]) == ("failed", 2), status
+    assert len(set(stagings)) == 2  # each attempt in a staging directory of its own
+    assert status["error"].startswith("failed twice the same way: the packaged output was rejected: "), status
+    assert "chunk 0 (0-6 s) has no 234p/init.mp4" in status["error"]
+    assert origin.staging() == [] and not (origin.data / "titles" / title).exists()
