@@ -490,17 +490,29 @@ class RemoteQueue:
         """Claim the title, plan its chunks in the store, start its audio here and lease its first
         ``parallel`` chunks; the units taken."""
         others = {r.id for r in await self.store.list(Status.QUEUED)} - {job_id}
+        last_failure = await self.store.last_failure(job_id)
         record = await self.store.claim_next(others)
         if record is None:
             return 0  # deleted meanwhile
         self._backoff.pop(job_id, None)
+        # Known at once, so that a deletion from now on finds it (and every step below checks for one).
         staging = staging_path(self.library, job_id, secrets.token_hex(6))
-        await asyncio.to_thread(_make_chunked_staging, plan, staging)
-        await self.store.start_chunks(job_id, chunks)
-        job = ChunkedTitle(job_id, record.name, staging, plan, chunks, record.attempts,
-                           await self.store.last_failure(job_id), ChunkProgress(chunks))  # fmt: skip
+        job = ChunkedTitle(job_id, record.name, staging, plan, chunks, record.attempts, last_failure,
+                           ChunkProgress(chunks))  # fmt: skip
         self._chunked[job_id] = job
         self._progress[job_id] = 0.0
+        try:
+            await asyncio.to_thread(_make_chunked_staging, plan, staging)
+        except OSError as err:  # a full disk, say: this attempt fails as any other would
+            await self._end_chunked(job, leasing.origin_error(
+                err.__class__.__name__, f"the staging directory cannot be made: {err}", None))  # fmt: skip
+            return 0
+        if self._chunked.get(job_id) is job:
+            await self.store.start_chunks(job_id, chunks)
+        if self._chunked.get(job_id) is not job:  # deleted meanwhile: undo what was made after the deletion
+            await self.store.end_chunked(job_id)
+            await asyncio.to_thread(remove_staging, staging)
+            return 0
         log(logger, "packaging in chunks", title=job_id, chunks=len(chunks), parallel=parallel,
             attempt=record.attempts)  # fmt: skip
         if plan.audio is None:
