@@ -11,6 +11,9 @@ stored and must mean the same to an origin restarted meanwhile. Decisions are cl
 - "The same way": two failures with the same ``Failure.signature`` — the worker lost twice, ffmpeg
   exiting with the same code twice, the origin rejecting the output for the same kind of reason twice.
   Messages are not compared (they carry temporary paths and machine names).
+- A title encoded in chunks on several workers: each chunk is leased, lost, retried and failed as a whole
+  title would be; a chunk that fails the same way twice fails its title. Chunks of titles already started
+  get free units before any queued title (a started title finishes first).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from origin.jobs import AfterFailure, GiveUp, Retry, backoff
+from transcoder.chunks import Chunk
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class FailureKind(StrEnum):
     WORKER_LOST = "worker lost"  # the lease expired after the worker had started: machine or process gone
     WORKER_ERROR = "worker error"  # the worker reported an error (ffmpeg failed, bad source, full disk)
     REJECTED = "rejected"  # the origin's checks refused what the worker sent
+    ORIGIN_ERROR = "origin error"  # the origin's own part of a title in chunks failed (its audio)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,22 @@ def rejected(error_type: str, message: str) -> Failure:
     return Failure(FailureKind.REJECTED, f"the packaged output was rejected: {message}", error_type)
 
 
+def origin_error(error_type: str, message: str, exit_code: int | None) -> Failure:
+    cause = error_type if exit_code is None else f"{error_type}:{exit_code}"
+    return Failure(FailureKind.ORIGIN_ERROR, message, cause)
+
+
+def in_chunk(failure: Failure, chunk: Chunk) -> Failure:
+    """``failure`` of one chunk's worker, said of that chunk (the signature stays that of the failure)."""
+    span = f"chunk {chunk.index} ({chunk.start:g}-{chunk.start + chunk.duration:g} s)"
+    return Failure(failure.kind, f"{span}: {failure.reason}", failure.cause)
+
+
+def chunk_key(title_id: str, index: int) -> str:
+    """A chunk's name among the queue's keys (title ids hold no "/")."""
+    return f"{title_id}/{index}"
+
+
 def expired(leases: Iterable[Lease], now: float) -> list[Lease]:
     """The leases that have run out at ``now`` (the instant of expiry included)."""
     return [lease for lease in leases if now >= lease.expires]
@@ -75,6 +96,22 @@ def jobs_to_lease(
     free = max(0, capacity - leased)
     ready = [job for job in queued if backoff_until.get(job, 0.0) <= now]
     return ready[:free]
+
+
+@dataclass(frozen=True)
+class Units:
+    """How the free worker units of one dispatch round are spent."""
+
+    chunks: list[str]  # chunk keys to lease now, in order
+    free: int  # units left for queued titles
+
+
+def spend_units(queued_chunks: Sequence[str], backoff_until: Mapping[str, float], capacity: int, busy: int,
+                now: float) -> Units:  # fmt: skip
+    """Queued chunks of titles already in chunks (oldest title first, in order) take free units first;
+    ``busy``: units held by leases now (whole titles and chunks)."""
+    chunks = jobs_to_lease(queued_chunks, backoff_until, capacity, busy, now)
+    return Units(chunks, max(0, capacity - busy - len(chunks)))
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Each lease's worker is a detached, named actor (namespace ``<ray-namespace>-pack
 ``packager-<title>-<attempt>``) that needs one ``surge_packager`` unit, spread over machines; a machine
 offers units with ``ray start ... --resources '{"surge_packager": N}'``. The actor runs one
 ``transcoder.worker`` task in a temporary directory of its machine and is killed once the task returns,
-or when the origin ends the lease (expired, deleted). Detached: a restarted origin honours the lease
-and the worker goes on. The cluster is joined as the edge backend does (service/ray_cluster.py).
+or when the origin ends the lease (expired, deleted). Each chunk of a long title encoded on several
+machines is a lease of its own: one actor per chunk, spread like any other. Detached: a restarted origin
+honours the lease and the worker goes on. The cluster is joined as the edge backend does
+(service/ray_cluster.py).
 """
 
 from __future__ import annotations

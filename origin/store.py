@@ -16,6 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from transcoder.chunks import Chunk
+
 T = TypeVar("T")
 
 SCHEMA = """
@@ -31,6 +33,27 @@ CREATE TABLE IF NOT EXISTS titles (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS titles_status ON titles (status, created);
+"""
+# Added with chunked titles on several workers: one row per chunk of a title being encoded in chunks
+# (origin/remote.py), each leased on its own like a whole title (same meaning of the lease columns);
+# ``state`` is queued | leased | done.
+CHUNK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunk_leases (
+    title_id TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    start REAL NOT NULL,
+    duration REAL NOT NULL,
+    last INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    lease_token TEXT,
+    lease_expires REAL,
+    lease_started INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_failure TEXT,
+    progress REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (title_id, chunk)
+);
 """
 # Added after the first release: a job leased to a worker on another machine (origin/leasing.py).
 # lease_token is the SHA-256 of the job's token (the token itself is never stored); lease_expires is
@@ -73,6 +96,28 @@ class TitleRecord:
         return data
 
 
+class ChunkState(StrEnum):
+    QUEUED = "queued"
+    LEASED = "leased"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One chunk of a title encoded in chunks, and its lease when it has one."""
+
+    title_id: str
+    chunk: Chunk
+    state: ChunkState
+    token_hash: str | None = field(repr=False)
+    expires: float | None
+    started: bool
+    worker: str | None
+    attempts: int
+    last_failure: str | None
+    progress: float
+
+
 @dataclass(frozen=True)
 class LeaseRow:
     id: str
@@ -106,6 +151,7 @@ class TitleStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._db.executescript(CHUNK_SCHEMA)
         present = {row["name"] for row in self._db.execute("PRAGMA table_info(titles)")}
         for column, declaration in LEASE_COLUMNS.items():
             if column not in present:
@@ -280,7 +326,7 @@ class TitleStore:
         return tuple(str(v) if isinstance(v, Status) else v for v in fields.values())
 
     async def update(self, title_id: str, **fields: Any) -> None:
-        allowed = {"status", "progress", "error", "duration"}
+        allowed = {"status", "progress", "error", "duration", "worker"}
         if not fields or set(fields) - allowed:
             raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
         columns = ", ".join(f"{name} = ?" for name in fields)
@@ -293,11 +339,23 @@ class TitleStore:
 
         await self._call(update)
 
+    async def last_failure(self, title_id: str) -> str | None:
+        """The signature of the title's last failure (origin/leasing.py), if any."""
+
+        def select() -> str | None:
+            row = self._conn().execute("SELECT last_failure FROM titles WHERE id = ?", (title_id,)).fetchone()
+            return None if row is None else row["last_failure"]
+
+        result: str | None = await self._call(select)
+        return result
+
     async def requeue_interrupted(self, keep_leases: bool = False) -> int:
         """After a crash or restart: titles that were packaging go back to the queue (with
         ``keep_leases``, not those leased to a worker, which may still be at work)."""
 
         def requeue() -> int:
+            # A title in chunks is coordinated by the origin that started it: it starts over.
+            self._conn().execute("DELETE FROM chunk_leases")
             kept = " AND lease_token IS NULL" if keep_leases else ""
             cursor = self._conn().execute(
                 "UPDATE titles SET status = ?, progress = 0, lease_token = NULL, lease_expires = NULL, "
@@ -311,6 +369,7 @@ class TitleStore:
 
     async def delete(self, title_id: str) -> bool:
         def delete() -> bool:
+            self._conn().execute("DELETE FROM chunk_leases WHERE title_id = ?", (title_id,))
             return self._conn().execute("DELETE FROM titles WHERE id = ?", (title_id,)).rowcount > 0
 
         result: bool = await self._call(delete)
@@ -323,3 +382,104 @@ class TitleStore:
 
         result: dict[str, int] = await self._call(count)
         return result
+
+    # --- chunk leases: a title encoded in chunks on several workers
+
+    async def start_chunks(self, title_id: str, chunks: tuple[Chunk, ...]) -> None:
+        """``title_id`` (claimed) is encoded in ``chunks``, every one queued."""
+
+        def start() -> None:
+            self._conn().execute("DELETE FROM chunk_leases WHERE title_id = ?", (title_id,))
+            self._conn().executemany(
+                "INSERT INTO chunk_leases (title_id, chunk, start, duration, last) VALUES (?, ?, ?, ?, ?)",
+                [(title_id, c.index, c.start, c.duration, int(c.last)) for c in chunks],
+            )
+
+        await self._call(start)
+
+    async def chunk_rows(self, title_id: str | None = None) -> builtins.list[ChunkRow]:
+        """The chunks of ``title_id`` (of every title: None), by title and chunk."""
+
+        def select() -> list[ChunkRow]:
+            where, args = ("WHERE title_id = ?", (title_id,)) if title_id is not None else ("", ())
+            rows = (
+                self._conn()
+                .execute(f"SELECT * FROM chunk_leases {where} ORDER BY title_id, chunk", args)
+                .fetchall()
+            )
+            return [self._chunk_row(r) for r in rows]
+
+        result: builtins.list[ChunkRow] = await self._call(select)
+        return result
+
+    @staticmethod
+    def _chunk_row(r: sqlite3.Row) -> ChunkRow:
+        chunk = Chunk(r["chunk"], r["start"], r["duration"], bool(r["last"]))
+        return ChunkRow(r["title_id"], chunk, ChunkState(r["state"]), r["lease_token"], r["lease_expires"],
+                        bool(r["lease_started"]), r["worker"], r["attempts"], r["last_failure"],
+                        r["progress"])  # fmt: skip
+
+    async def lease_chunk(self, title_id: str, index: int, token_hash: str, expires: float) -> bool:
+        """Lease a queued chunk to the holder of ``token_hash`` until ``expires``; False when it is not
+        queued (any more)."""
+
+        def lease() -> bool:
+            cursor = self._conn().execute(
+                "UPDATE chunk_leases SET state = ?, lease_token = ?, lease_expires = ?, lease_started = 0, "
+                "worker = NULL, attempts = attempts + 1 WHERE title_id = ? AND chunk = ? AND state = ?",
+                (ChunkState.LEASED, token_hash, expires, title_id, index, ChunkState.QUEUED),
+            )
+            return cursor.rowcount > 0
+
+        result: bool = await self._call(lease)
+        return result
+
+    async def renew_chunk(self, title_id: str, index: int, token_hash: str, expires: float, progress: float,
+                          worker: str | None) -> bool:  # fmt: skip
+        def renew() -> bool:
+            cursor = self._conn().execute(
+                "UPDATE chunk_leases SET lease_expires = ?, lease_started = 1, progress = ?, "
+                "worker = COALESCE(?, worker) WHERE title_id = ? AND chunk = ? AND lease_token = ?",
+                (expires, progress, worker, title_id, index, token_hash),
+            )
+            return cursor.rowcount > 0
+
+        result: bool = await self._call(renew)
+        return result
+
+    async def end_chunk(self, title_id: str, index: int, token_hash: str, state: ChunkState, *,
+                        uncount: bool = False, last_failure: str | None = None) -> bool:  # fmt: skip
+        """End the chunk's lease held with ``token_hash``: ``done``, or back to ``queued`` (``uncount``:
+        its worker never started; ``last_failure``: the signature of the failure that ended it). False
+        when that lease was no longer held."""
+        done = state is ChunkState.DONE
+
+        def end() -> bool:
+            cursor = self._conn().execute(
+                "UPDATE chunk_leases SET state = ?, lease_token = NULL, lease_expires = NULL, "
+                f"lease_started = 0, attempts = attempts - ?, progress = {'1' if done else 'progress'}, "
+                "last_failure = COALESCE(?, last_failure) "
+                "WHERE title_id = ? AND chunk = ? AND lease_token = ?",
+                (state, int(uncount), last_failure, title_id, index, token_hash),
+            )
+            return cursor.rowcount > 0
+
+        result: bool = await self._call(end)
+        return result
+
+    async def end_chunked(self, title_id: str, **fields: Any) -> None:
+        """A title in chunks is over (published, failed, back to the queue, deleted): its chunks go, and
+        ``fields`` of the title are set, in one transaction."""
+        columns = self._columns(fields)
+
+        def end() -> None:
+            with self._conn():
+                self._conn().execute("BEGIN")
+                self._conn().execute("DELETE FROM chunk_leases WHERE title_id = ?", (title_id,))
+                if fields:
+                    self._conn().execute(
+                        f"UPDATE titles SET {columns}, updated = ? WHERE id = ?",
+                        (*self._values(fields), now_iso(), title_id),
+                    )
+
+        await self._call(end)

@@ -10,8 +10,12 @@ wrong one or one whose lease ended or ran out. A file path is checked before any
   lease's staging directory; 201 ``{"path", "size"}``; 413 over the size cap.
 - ``POST /internal/jobs/<id>/renew`` ``{"progress": 0.42, "worker": "198.51.100.7"}``: 200
   ``{"expires_in": seconds}``.
-- ``POST /internal/jobs/<id>/done``: check, complete and publish; 200 ``{"status": "ready"}``, or 422
-  ``{"status": "queued" | "failed", "error"}`` when the output was refused.
+- ``POST /internal/jobs/<id>/done``: check, complete and publish; 200 ``{"status": "ready"}`` (a chunk's
+  token: ``{"status": "done"}``, the chunk kept for the title), or 422 ``{"status": "queued" | "failed",
+  "error"}`` when the output was refused.
+
+A token is that of a whole title's lease or of one chunk's (a title encoded in chunks on several
+workers): the same routes serve both, and a chunk's files go to its own directory whatever path is sent.
 - ``POST /internal/jobs/<id>/failed`` ``{"type": "TranscodeFailed", "message": "...", "exit_code": 1}``:
   200 ``{"status": "queued" | "failed", "error"}``.
 """
@@ -76,7 +80,7 @@ async def renew(request: web.Request) -> web.Response:
 async def done(request: web.Request) -> web.Response:
     queue, job_id, token = _job(request)
     verdict = await queue.complete(job_id, token)
-    return web.json_response(asdict(verdict), status=200 if verdict.status == "ready" else 422)
+    return web.json_response(asdict(verdict), status=200 if verdict.error is None else 422)
 
 
 async def failed(request: web.Request) -> web.Response:

@@ -2,7 +2,8 @@
 routes (origin/workers.py), whoever started it (a Ray actor, origin/ray_packagers.py, or a child process,
 ``python -m transcoder.worker`` with the task as JSON on stdin).
 
-Every kind of task goes the same way: renew the lease at once and then every ``renew_every`` seconds
+Every kind of task (a whole title, or one chunk of a title's video encoded on several machines at once)
+goes the same way: renew the lease at once and then every ``renew_every`` seconds
 (with the progress), fetch the source, produce the kind's files in a temporary directory with the
 transcoder's own code, upload each under ``upload_url``, then ``POST control_url/done``, whose answer
 is the origin's verdict. A failure is reported to ``control_url/failed``. A refused renewal means the
@@ -29,6 +30,8 @@ import aiohttp
 
 from media.errors import SurgeError
 from media.ladder import Rung
+from transcoder.chunked import encode_video_chunk
+from transcoder.chunks import Chunk
 from transcoder.package import encode_title, plan_title
 from transcoder.plan import PackageConfig
 
@@ -44,6 +47,9 @@ class TaskKind(StrEnum):
     # ffmpeg's output for the whole title (renditions, segments, raw playlists); the origin completes
     # it with finish_title and publishes it.
     PACKAGE_TITLE = "package-title"
+    # One chunk's video, every rung (transcoder/chunked.py ``encode_video_chunk``): the origin plans the
+    # chunks, encodes the audio once and assembles the title when every chunk is in.
+    ENCODE_CHUNK = "encode-chunk"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,11 @@ class WorkerTask:
     token: str = field(repr=False)  # the job's lease token: Authorization: Bearer <token>
     config: PackageConfig = field(default_factory=PackageConfig)
     renew_every: float = 10.0  # seconds between renewals (a third of the lease)
+    chunk: Chunk | None = None  # ENCODE_CHUNK: which part of the title's video
+
+    def __post_init__(self) -> None:
+        if (self.kind is TaskKind.ENCODE_CHUNK) != (self.chunk is not None):
+            raise ValueError(f"a {self.kind} task {'needs' if self.chunk is None else 'takes no'} chunk")
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -67,7 +78,9 @@ class WorkerTask:
         data = json.loads(text)
         config = dict(data.pop("config"))
         config["ladder"] = tuple(Rung(*rung) for rung in config["ladder"])
-        return cls(**data | {"kind": TaskKind(data["kind"]), "config": PackageConfig(**config)})
+        chunk = data.pop("chunk", None)
+        return cls(**data | {"kind": TaskKind(data["kind"]), "config": PackageConfig(**config),
+                             "chunk": None if chunk is None else Chunk(**chunk)})  # fmt: skip
 
 
 class LeaseLost(SurgeError):
@@ -126,6 +139,8 @@ async def _work(origin: Origin, workdir: Path) -> Outcome:
     match task.kind:
         case TaskKind.PACKAGE_TITLE:
             await produce_title(task, source, output, origin.set_progress)
+        case TaskKind.ENCODE_CHUNK:
+            await produce_chunk(task, source, output, origin.set_progress)
     await origin.upload_tree(output)
     return await origin.done()
 
@@ -136,6 +151,18 @@ async def produce_title(
     """``TaskKind.PACKAGE_TITLE``: ffmpeg's output for the whole title into ``output``."""
     plan = await asyncio.to_thread(plan_title, source, task.config)
     await encode_title(plan, output, task.config, on_progress)
+
+
+async def produce_chunk(
+    task: WorkerTask, source: Path, output: Path, on_progress: Callable[[float], None]
+) -> None:
+    """``TaskKind.ENCODE_CHUNK``: one chunk's video into ``output/<rendition>/``. The plan is made here from
+    the same source and settings as the origin's (planning is deterministic), so every chunk is encoded
+    alike wherever it runs."""
+    assert task.chunk is not None  # WorkerTask checks it
+    plan = await asyncio.to_thread(plan_title, source, task.config)
+    await encode_video_chunk(source, task.chunk, plan, output, on_progress,
+                             stall_timeout=task.config.stall_timeout)  # fmt: skip
 
 
 @dataclass

@@ -9,12 +9,15 @@ refuses namespaces, every test here is skipped with that reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from selenium import webdriver
+from selenium.webdriver.remote.webdriver import WebDriver
 
+from tests.chromium import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
 from tests.conftest import MakeSource
 from tests.hosts import Host, Lab, RayCluster, unavailable_reason
 from tests.origin.conftest import OriginProcess, SurgeProcess, upload, wait_for_status
@@ -33,6 +39,7 @@ PACKAGER_HOSTS = 2
 CARD = "200mbit"
 EDGE_UNITS = {"surge_edge": 1}
 PACKAGER_UNITS = {"surge_packager": 1}
+CHROMEDRIVER_PORT = 9515  # in the host's own namespace: no clash with anything of this machine
 
 
 @dataclass
@@ -166,3 +173,43 @@ class Players:
             _, stderr = self.process.communicate(timeout=20)
         assert self.report.is_file(), f"the load test wrote no report: {stderr[-2000:]}"
         return json.loads(self.report.read_text())  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def chromium_on(host: Host, lab: Lab) -> Iterator[WebDriver]:
+    """Headless Chromium running on ``host`` (its chromedriver too, in the host's namespace), driven from
+    this machine over the bridge: the browser reaches servers only as a player on that host would."""
+    if not CHROMEDRIVER.exists():
+        pytest.fail(f"{CHROMEDRIVER} is missing: `make test` installs chromium-driver with apt-get")
+    driver_url = f"http://{host.address}:{CHROMEDRIVER_PORT}"
+    process = host.popen([str(CHROMEDRIVER), f"--port={CHROMEDRIVER_PORT}", f"--allowed-ips={lab.address}",
+                          "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{driver_url}/status", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, f"chromedriver on {host.name} exited: {process.returncode}"
+                assert time.monotonic() < deadline, f"chromedriver on {host.name} does not answer"
+                time.sleep(0.1)
+        with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
+            options = webdriver.ChromeOptions()
+            options.binary_location = str(CHROMIUM)
+            for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+                options.add_argument(flag)
+            browser = webdriver.Remote(command_executor=driver_url, options=options)
+            try:
+                browser.set_page_load_timeout(30)
+                browser.set_script_timeout(30)
+                yield browser
+            finally:
+                browser.quit()
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

@@ -1,10 +1,12 @@
 """Packaging on other machines, for real: ``surge origin --packagers ray`` on the lab's bridge, workers
 on packaging hosts (Ray nodes offering one ``surge_packager`` unit each, in namespaces of their own), a
-short lease (3 s). See conftest.py."""
+short lease (3 s): a whole title on one host, a long title in chunks on both, a host lost mid-job. See
+conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,18 +16,22 @@ import aiohttp
 import pytest
 
 from media.hls import parse_master, parse_media
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import Cluster, chromium_on
 from tests.conftest import MakeSource
 from tests.origin.conftest import AUTH, OriginProcess, files_under, upload, wait_for_status
+from tests.origin.test_browser import HLS_JS, needs_chromium, until
+from tests.origin.test_chunked import LONG, PLAY_THROUGH, PLAYBACK
+from tests.transcoder.checks import check_title
 
 pytestmark = pytest.mark.timeout(240)
 LEASE_S = "3"
+STALLED_AT_START = re.compile(r"bufferStalledError at 0\.0\d s")
 
 
-def ray_origin(cluster: Cluster, data: Path, namespace: str) -> OriginProcess:
+def ray_origin(cluster: Cluster, data: Path, namespace: str, *args: str) -> OriginProcess:
     return OriginProcess(data, "--host", cluster.lab.address, "--preset", "ultrafast", "--packagers", "ray",
                          "--ray-address", cluster.ray.address, "--ray-namespace", namespace,
-                         "--packager-lease", LEASE_S, "--packager-start-timeout", "30")  # fmt: skip
+                         "--packager-lease", LEASE_S, "--packager-start-timeout", "30", *args)  # fmt: skip
 
 
 @pytest.fixture
@@ -74,6 +80,56 @@ async def test_a_title_packaged_on_a_worker_host_is_served_by_the_origin(
             assert final["worker"] in {h.address for h in cluster.packager_hosts}, final
             assert await fetch_master_and_a_segment(session, origin.url, body["id"]) > 1000
         assert files_under(origin.data / "staging") == []
+    finally:
+        origin.stop()
+
+
+@needs_chromium
+def test_a_long_title_is_encoded_in_chunks_on_both_hosts_and_plays_across_its_joins(
+    cluster: Cluster, tmp_path: Path, make_source: MakeSource
+) -> None:
+    """20 s in 6 s chunks: three chunks, two at once (one unit per host, so one on each), the audio by
+    the origin; checked like any title, then played by hls.js in Chromium on the player host."""
+    assert HLS_JS.is_file(), f"{HLS_JS} is missing: run `make setup` (npm ci copies hls.js there)"
+    origin = ray_origin(cluster, tmp_path / "data", "t-pack-chunks", "--chunk-seconds", "6").start()
+    try:
+
+        async def package() -> dict[str, Any]:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                _, body, _ = await upload(session, origin.url, make_source("long-240p.mp4", **LONG))
+                return await wait_for_status(
+                    session, origin.url, body["id"], {"ready", "failed"}, timeout=150
+                )
+
+        final = asyncio.run(package())
+        title = final["id"]
+        assert final["status"] == "ready", (final, events(origin))
+        [chunked] = [e for e in origin.log if e.get("event") == "packaging in chunks"]
+        assert (chunked["title"], chunked["chunks"], chunked["parallel"]) == (title, 3, 2), chunked
+        encoded = [e for e in origin.log if e.get("event") == "chunk encoded"]
+        assert sorted(e["chunk"] for e in encoded) == [0, 1, 2], encoded
+        hosts = {h.address for h in cluster.packager_hosts}
+        assert {e["worker"] for e in encoded} == hosts, encoded  # several machines, not one
+        assert set(final["worker"].split(", ")) == hosts, final
+        facts = check_title(origin.data / "titles" / title, tmp_path)
+        assert facts["segments"] == [6.0, 6.0, 6.0, 2.0]
+        assert files_under(origin.data / "staging") == []
+
+        with chromium_on(cluster.player, cluster.lab) as browser:
+            browser.get(f"{origin.url}/")
+            until(browser, "return typeof window.Hls === 'function'", 20, "hls.js loaded")
+            browser.execute_script(PLAY_THROUGH, f"{origin.url}/titles/{title}/master.m3u8", 0)
+            # Past the joins at 6 s and 12 s, and on towards the end.
+            state = until(browser, PLAYBACK.replace("return {", "const s = {") + "return s.time > 14 && s;",
+                          90, "playback past 14 s")  # fmt: skip
+        # Before the first frame, on a busy machine, hls.js may report a stall of a playhead that has not
+        # moved yet (non-fatal); as the "waiting" events, anything from 0.1 s on counts.
+        errors = [e for e in state["record"]["errors"] if not STALLED_AT_START.fullmatch(e)]
+        assert errors == [], state
+        assert state["record"]["waiting"] == [], state  # no stall, at a join or anywhere
+        [(start, end)] = state["ranges"]  # one buffered range: no hole at a join
+        assert start < 0.1 and end > 14, state
+        assert state["frames"] > 14 * 30 * 0.9, state
     finally:
         origin.stop()
 

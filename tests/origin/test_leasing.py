@@ -7,6 +7,7 @@ import pytest
 from origin import leasing
 from origin.jobs import AfterFailure, GiveUp, Retry
 from origin.leasing import Failure, FailureKind, Lease, Refused, Renewed, Requeue
+from transcoder.chunks import Chunk
 
 T0 = 1_800_000_000.0
 
@@ -125,3 +126,38 @@ def test_give_up_reason_says_when_it_failed_twice_the_same_way() -> None:
     assert leasing.give_up_reason(LOST, LOST.signature) == f"failed twice the same way: {LOST.reason}"
     assert leasing.give_up_reason(FFMPEG_KILLED, LOST.signature) == FFMPEG_KILLED.reason
     assert "no lease renewal for 3 s" in LOST.reason
+
+
+@pytest.mark.parametrize(
+    ("queued", "backoff", "capacity", "busy", "expected"),
+    [
+        (["t/0", "t/1", "t/2"], {}, 2, 0, leasing.Units(["t/0", "t/1"], 0)),  # chunks first, in order
+        (["t/2"], {}, 3, 1, leasing.Units(["t/2"], 1)),  # one unit left for a queued title
+        (["t/1"], {"t/1": T0 + 1}, 2, 1, leasing.Units([], 1)),  # a chunk waiting out its backoff
+        ([], {}, 2, 3, leasing.Units([], 0)),  # units lost while leases run
+        ([], {}, 0, 0, leasing.Units([], 0)),  # no machine offers a unit
+    ],
+)
+def test_spend_units(
+    queued: list[str], backoff: dict[str, float], capacity: int, busy: int, expected: leasing.Units
+) -> None:
+    assert leasing.spend_units(queued, backoff, capacity, busy, T0) == expected
+
+
+def test_a_chunk_failure_names_its_chunk_and_fails_the_same_way_as_the_failure() -> None:
+    chunk = Chunk(1, 6.0, 6.0, False)
+    failure = leasing.in_chunk(LOST, chunk)
+    assert failure.reason.startswith("chunk 1 (6-12 s): the packaging worker stopped answering")
+    assert failure.signature == LOST.signature  # lost twice, on any two chunks' attempts: the same way
+    again = leasing.in_chunk(FFMPEG_1_ELSEWHERE, chunk)
+    assert (
+        leasing.after_remote_failure(again, 2, leasing.in_chunk(FFMPEG_1, chunk).signature, 3, 2.0)
+        == GiveUp()
+    )
+    assert leasing.give_up_reason(again, FFMPEG_1.signature).startswith("failed twice the same way: chunk 1 ")
+    assert leasing.chunk_key("a-title", 3) == "a-title/3"
+
+
+def test_the_origins_own_failure_is_a_kind_of_its_own() -> None:
+    audio = leasing.origin_error("TranscodeFailed", "encoding the audio failed: exit 1", 1)
+    assert audio.signature == "origin error:TranscodeFailed:1" and audio.signature != FFMPEG_1.signature

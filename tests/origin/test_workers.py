@@ -83,10 +83,12 @@ class Origin:
         return sorted(p.name for p in (self.data / "staging").iterdir())
 
 
-async def start_origin(tmp_path: Path, **options: Any) -> tuple[web.AppRunner, Origin]:
-    backend = HeldTasks()
+async def start_origin(
+    tmp_path: Path, package: PackageConfig | None = None, slots: int = 1, **options: Any
+) -> tuple[web.AppRunner, Origin]:
+    backend = HeldTasks(slots=slots)
     config = OriginConfig(data=tmp_path / "data", admin_token=TOKEN, packagers="processes",
-                          package=PackageConfig(preset="ultrafast"), **options)  # fmt: skip
+                          package=package or PackageConfig(preset="ultrafast"), **options)  # fmt: skip
     app = make_app(config, packagers=backend)
     runner, url = await serve_locally(app)
     on_listening(app, url)
