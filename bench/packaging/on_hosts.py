@@ -162,9 +162,11 @@ def add_worker(ray: RayCluster, hosts: Sequence[Host], index: int) -> None:
     ray.wait_for_nodes(2 + index, timeout=120)
 
 
-def row(measure: str, one: float, two: float, ratio: float | str, target: str, met: bool) -> str:
+def row(measure: str, one: float | str, two: float | str, ratio: float | str, target: str, met: bool) -> str:
     shown = f"{ratio:.2f}x" if isinstance(ratio, float) else ratio
-    first, second = (f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" for v in (one, two))
+    first, second = (
+        f"{v:,}" if isinstance(v, int) else v if isinstance(v, str) else f"{v:,.1f}" for v in (one, two)
+    )
     return f"| {measure} | {first} | {second} | {shown} | {target} | {'met' if met else 'NOT MET'} |"
 
 
@@ -197,8 +199,9 @@ def section(args: argparse.Namespace, batch: list[Run], long: list[Run], machine
                 f">= {GOAL_LONG}x", speed >= GOAL_LONG),
             row("long title: output bytes", single.output_bytes, split.output_bytes, f"{size:+.1%}",
                 f"within {GOAL_BYTES:.0%}", abs(size) <= GOAL_BYTES),
-            row("long title: top rendition PSNR vs source, dB", single.psnr_db, split.psnr_db,
-                f"{quality:+.2f} dB", f"within {GOAL_PSNR_DB} dB", abs(quality) <= GOAL_PSNR_DB),
+            row("long title: top rendition PSNR vs source, dB", f"{single.psnr_db:.2f}",
+                f"{split.psnr_db:.2f}", f"{quality:+.2f} dB", f"within {GOAL_PSNR_DB} dB",
+                abs(quality) <= GOAL_PSNR_DB),
         ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
