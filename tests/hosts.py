@@ -290,12 +290,16 @@ class RayCluster:
     def add_node(self, host: Host, resources: dict[str, float], cpus: str | None = None) -> None:
         """A worker node on ``host``; ``cpus`` (a taskset list) pins it instead of the cluster's CPUs."""
         pin = ["taskset", "-c", cpus] if cpus else self.pin
+        # The node's own /tmp (its workers' temporary files), removed with the cluster as a lost machine's
+        # disk would be: a killed worker cannot clean up after itself.
+        scratch = self.temp_dir / f"{host.name}-tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
         # Unix sockets live in the one file system that every namespace shares: a directory per node.
         self.nodes[host.name] = host.popen(
             [*pin, self.ray, "start", "--address", self.address, "--node-ip-address", host.address,
              "--resources", json.dumps(resources), "--temp-dir", str(self.temp_dir / host.name),
              *self._common],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**self.env, "TMPDIR": str(scratch)},
         )  # fmt: skip
 
     def status(self) -> str:

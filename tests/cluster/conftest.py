@@ -49,14 +49,21 @@ class Cluster:
     edge_hosts: list[Host]
     player: Host
     packager_hosts: list[Host]
+    reviving: bool = False
 
     def host_at(self, address: str) -> Host:
         return next(h for h in self.edge_hosts + self.packager_hosts if h.address == address)
 
     def revive(self, host: Host) -> None:
-        """A killed machine back in the cluster (a fresh Ray node in its namespace)."""
+        """A killed machine back in the cluster (a fresh Ray node in its namespace); the next test waits
+        for it (``ready``), the last one does not."""
         self.ray.add_node(host, PACKAGER_UNITS if host in self.packager_hosts else EDGE_UNITS)
-        self.ray.wait_for_nodes(1 + len(self.edge_hosts) + len(self.packager_hosts))
+        self.reviving = True
+
+    def ready(self) -> None:
+        if self.reviving:
+            self.ray.wait_for_nodes(1 + len(self.edge_hosts) + len(self.packager_hosts), timeout=120)
+            self.reviving = False
 
 
 @pytest.fixture(scope="package")
@@ -85,6 +92,12 @@ def cluster() -> Iterator[Cluster]:
         finally:
             os.environ.pop("RAY_AUTH_MODE", None)
             ray_cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def every_host_up(cluster: Cluster) -> None:
+    """Each test starts with every machine of the cluster, a host revived by the test before included."""
+    cluster.ready()
 
 
 @pytest.fixture(scope="package")
