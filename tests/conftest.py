@@ -41,11 +41,14 @@ def make_source(tmp_path_factory: pytest.TempPathFactory) -> MakeSource:
     return make
 
 
-async def serve_locally(app: web.Application, **runner_options: Any) -> tuple[web.AppRunner, str]:
-    """A test peer: ``app`` on an ephemeral port of 127.0.0.1, without access log; returns its URL."""
+async def serve_locally(
+    app: web.Application, port: int = 0, **runner_options: Any
+) -> tuple[web.AppRunner, str]:
+    """A test peer: ``app`` on 127.0.0.1 (an ephemeral port unless ``port``), without access log; returns
+    its URL."""
     runner = web.AppRunner(app, access_log=None, **runner_options)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
 

@@ -19,15 +19,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from yarl import URL
 
-from origin.app import make_app, on_listening
-from origin.config import OriginConfig
 from origin.store import Status, TitleStore
 from tests.conftest import MakeSource
-from tests.origin.conftest import AUTH, TOKEN, OriginProcess, files_under, upload, wait_for_status
-from tests.origin.test_workers import HeldTasks, Origin, bearer, start_origin
+from tests.origin.conftest import AUTH, OriginProcess, files_under, upload, wait_for_status
+from tests.origin.test_workers import Origin, bearer, start_origin
 from tests.transcoder.checks import check_title
 from transcoder.chunks import Chunk
 from transcoder.plan import PackageConfig
@@ -335,27 +332,20 @@ async def test_a_restarted_origin_starts_a_title_in_chunks_over(tmp_path: Path, 
     finally:
         await first.session.close()
         await runner.cleanup()
-    backend = HeldTasks(slots=2)
-    config = OriginConfig(data=first.data, admin_token=TOKEN, packagers="processes", package=CHUNKED,
-                          retry_delay=0.0)  # fmt: skip
-    app = make_app(config, packagers=backend)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()  # the same advertised URL
-    on_listening(app, first.url)
+    # The same advertised URL.
+    runner, second = await start_origin(tmp_path, package=CHUNKED, slots=2, port=port, retry_delay=0.0)
     try:
-        async with aiohttp.ClientSession() as session:
-            second = Origin(first.url, first.data, backend, session)
-            (again, _), (other, _) = [await backend.next() for _ in range(2)]
-            assert again.chunk == old.chunk and again.token != old.token
-            assert await renew(second, old) == 403
-            assert second.staging() != [old_staging] and len(second.staging()) == 1
-            outcomes = [await work(again, tmp_path), await work(other, tmp_path)]
-            third, _ = await backend.next()
-            outcomes.append(await work(third, tmp_path))
-            assert outcomes == [Outcome("done", "")] * 3
-            final = await wait_for_status(session, first.url, title, {"ready", "failed"}, timeout=60)
-            assert final["status"] == "ready", final
-            assert second.staging() == []
+        (again, _), (other, _) = [await second.backend.next() for _ in range(2)]
+        assert again.chunk == old.chunk and again.token != old.token
+        assert await renew(second, old) == 403
+        assert second.staging() != [old_staging] and len(second.staging()) == 1
+        outcomes = [await work(again, tmp_path), await work(other, tmp_path)]
+        third, _ = await second.backend.next()
+        outcomes.append(await work(third, tmp_path))
+        assert outcomes == [Outcome("done", "")] * 3
+        final = await wait_for_status(second.session, first.url, title, {"ready", "failed"}, timeout=60)
+        assert final["status"] == "ready", final
+        assert second.staging() == []
     finally:
+        await second.session.close()
         await runner.cleanup()

@@ -84,13 +84,15 @@ class Origin:
 
 
 async def start_origin(
-    tmp_path: Path, package: PackageConfig | None = None, slots: int = 1, **options: Any
+    tmp_path: Path, package: PackageConfig | None = None, slots: int = 1, port: int = 0, **options: Any
 ) -> tuple[web.AppRunner, Origin]:
+    """An origin on ``tmp_path / "data"``; ``port``: the one a previous origin had (a restart keeps its
+    advertised URL)."""
     backend = HeldTasks(slots=slots)
     config = OriginConfig(data=tmp_path / "data", admin_token=TOKEN, packagers="processes",
                           package=package or PackageConfig(preset="ultrafast"), **options)  # fmt: skip
     app = make_app(config, packagers=backend)
-    runner, url = await serve_locally(app)
+    runner, url = await serve_locally(app, port)
     on_listening(app, url)
     return runner, Origin(url, config.data, backend, aiohttp.ClientSession())
 
@@ -407,23 +409,15 @@ async def test_a_restarted_origin_honours_a_running_lease(tmp_path: Path, small_
     finally:
         await first.session.close()
         await runner.cleanup()
-    backend = HeldTasks()
-    config = OriginConfig(data=first.data, admin_token=TOKEN, packagers="processes",
-                          package=PackageConfig(preset="ultrafast"))  # fmt: skip
-    app = make_app(config, packagers=backend)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()  # the same advertised URL
-    on_listening(app, first.url)
+    runner, second = await start_origin(tmp_path, port=port)  # the same advertised URL
     try:
-        async with aiohttp.ClientSession() as session:
-            second = Origin(first.url, first.data, backend, session)
-            assert second.staging() == kept  # the lease's staging survived the restart
-            assert (await second.status(title))["status"] == "packaging"
-            workdir = tmp_path / "worker"
-            workdir.mkdir()
-            assert await run_task(task, workdir) == Outcome("ready", "")
-            assert (await second.status(title))["status"] == "ready"
-            assert backend.tasks.empty()  # never leased again
+        assert second.staging() == kept  # the lease's staging survived the restart
+        assert (await second.status(title))["status"] == "packaging"
+        workdir = tmp_path / "worker"
+        workdir.mkdir()
+        assert await run_task(task, workdir) == Outcome("ready", "")
+        assert (await second.status(title))["status"] == "ready"
+        assert second.backend.tasks.empty()  # never leased again
     finally:
+        await second.session.close()
         await runner.cleanup()
