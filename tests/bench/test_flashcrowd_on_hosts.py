@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.bench.loading import load_bench
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "flashcrowd" / "on_hosts.py"
-    spec = importlib.util.spec_from_file_location("bench_flashcrowd_on_hosts", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-hosts = _load()
+hosts = load_bench("flashcrowd/on_hosts.py", "bench_flashcrowd_on_hosts")
 T0 = 1_800_000_000.0
 
 

@@ -4,23 +4,10 @@ verdicts out."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
+from tests.bench.loading import load_bench
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "packaging" / "on_hosts.py"
-    spec = importlib.util.spec_from_file_location("bench_packaging_on_hosts", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_bench("packaging/on_hosts.py", "bench_packaging_on_hosts")
 ARGS = argparse.Namespace(titles=4, title_seconds=20.0, long_seconds=120.0, chunk_seconds=30)
 
 

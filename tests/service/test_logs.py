@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from service.logs import JsonLineFormatter, log, loggable_path
+from service.logs import log, loggable_path
+from tests.service.logcapture import json_lines_of, lines
 
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonLineFormatter("test"))
-    logger = logging.getLogger("surge.test-logs")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    yield stream
-    logger.removeHandler(handler)
-
-
-def lines(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+    with json_lines_of("surge.test-logs") as stream:
+        yield stream
 
 
 def fail() -> None:

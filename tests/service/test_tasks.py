@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from service.logs import JsonLineFormatter
 from service.tasks import BackgroundTasks
+from tests.service.logcapture import json_lines_of, lines
 
 LOGGER = "surge.test-tasks"
 
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonLineFormatter("test"))
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    yield stream
-    logger.removeHandler(handler)
-
-
-def lines(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+    with json_lines_of(LOGGER) as stream:
+        yield stream
 
 
 async def test_a_finished_task_is_forgotten_and_its_result_kept() -> None:
