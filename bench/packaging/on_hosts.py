@@ -34,8 +34,10 @@ from subprocess import DEVNULL
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+sys.path.insert(0, str(ROOT / "bench" / "flashcrowd"))  # its run.py: starting and stopping servers
 
 from common import write_doc  # noqa: E402
+from run import listening, machine, stop  # noqa: E402
 
 from tests.hosts import Host, Lab, RayCluster, unavailable_reason  # noqa: E402
 from transcoder.sample import make_sample  # noqa: E402
@@ -93,26 +95,6 @@ def start_origin(
         return subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, env=env)
 
 
-def origin_url(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        for line in log.read_text().splitlines():
-            if '"listening"' in line:
-                return str(json.loads(line)["url"])
-        time.sleep(0.2)
-    sys.exit(f"the origin did not start: {log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def package(lab: Lab, ray: RayCluster, work: Path, name: str, sources: Sequence[Path],
             chunk_seconds: int) -> tuple[float, list[str], Path]:  # fmt: skip
     """Upload every source at once to a fresh origin and wait until all are ready: (seconds from the
@@ -120,7 +102,7 @@ def package(lab: Lab, ray: RayCluster, work: Path, name: str, sources: Sequence[
     data, log = work / name, work / f"{name}.log"
     proc = start_origin(lab, ray, data, log, chunk_seconds)
     try:
-        url = origin_url(log, proc)
+        url = listening(log, {"origin"}, proc, 60)["origin"]
         env = {**os.environ, "SURGE_ADMIN_TOKEN": TOKEN}
         started = time.monotonic()
         uploads = []
@@ -147,7 +129,7 @@ def package(lab: Lab, ray: RayCluster, work: Path, name: str, sources: Sequence[
             titles.append(out.split(" as ", 1)[1].split()[0])
         return time.monotonic() - started, titles, data
     finally:
-        stop(proc)
+        stop(proc, [])
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{name}.log").write_bytes(log.read_bytes())  # the origin's log of the last run
 
@@ -220,7 +202,6 @@ def main(argv: list[str]) -> None:
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs 2 CPUs: one per worker host")
     sys.path.insert(0, str(ROOT / "bench" / "flashcrowd"))
-    from run import machine
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="surge-packaging-hosts-") as tmp, Lab("sp") as lab:
