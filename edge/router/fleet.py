@@ -234,11 +234,11 @@ class Fleet:
                 case Healthy() | Late() | NotJudged():
                     self.health[edge.handle.id] = verdict
 
-    def _request_edge(self, hot_title: str | None, reason: str) -> FleetEdge | None:
+    def _request_edge(self, hot_title: str | None, reason: str, *, standby: bool = False) -> FleetEdge | None:
         assert self._session is not None
         title_edges = self.edges_for(hot_title) if hot_title else []
         parent = parent_for(title_edges, [e.ref for e in self.active()])
-        return self.act.request(parent, hot_title, reason, self._session)
+        return self.act.request(parent, hot_title, reason, self._session, standby=standby)
 
     def _scale(self, now: float) -> None:
         assert self._observer is not None
@@ -275,12 +275,10 @@ class Fleet:
         """Keep ``standby_edges`` in reserve once an edge serves (a standby edge fills from an active one)."""
         if not self.active():
             return
-        assert self._session is not None
         wanted = standby_shortfall(list(self.edges.values()), self.config.standby_edges,
                                    self.config.scaler.max_edges)  # fmt: skip
         for _ in range(wanted):
-            parent = parent_for([], [e.ref for e in self.active()])
-            self.act.request(parent, None, "standby", self._session, standby=True)
+            self._request_edge(None, "standby", standby=True)
 
     def _record_history(self) -> None:
         now = self.wall_clock()
