@@ -416,6 +416,27 @@ def crossing(polls: Sequence[tuple[float, Mapping[str, Any]]], after: float, mbi
     return None
 
 
+def first_event_time(events: Sequence[Mapping[str, Any]], kind: str, edge: str) -> float | None:
+    return next((event_time(x) for x in events if x["kind"] == kind and x.get("edge") == edge), None)
+
+
+def edge_timeline(
+    event: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    served: Mapping[str, Sequence[tuple[float, int]]],
+    requested: float | None,
+    started: float | None,
+) -> dict[str, Any]:
+    """A new edge's times: asked for (or promoted), started, active (its first ``edge active`` since),
+    first answer to a player."""
+    edge = event["edge"]
+    actives = [event_time(x) for x in events if x["kind"] == "edge active" and x.get("edge") == edge]
+    active = next((t for t in actives if requested is None or t >= requested), None)
+    answer = first_answer(served.get(edge, []), active) if active is not None else None
+    return {"edge": edge, "node": event.get("node"), "requested": requested, "started": started,
+            "active": active, "first_answer": answer}  # fmt: skip
+
+
 def slowest_answer(new_edges: Sequence[Mapping[str, Any]]) -> float | None:
     """The longest time from an edge's request (its scale-out decision) to its first answer to a player;
     None if an edge never answered or nothing was measured."""
@@ -487,36 +508,15 @@ def summarize(o: Outcome, args: argparse.Namespace) -> dict[str, Any]:
     decision = event_time(decisions[0]) if decisions else None
     new_edges = []
     for e in events:
-        if e["kind"] == "edge promoted" and event_time(e) >= crowd_start:
+        if event_time(e) < crowd_start:
+            continue
+        if e["kind"] == "edge promoted":
             # A standby edge put in service: asked for (and started) before; its clock starts now.
-            promoted = event_time(e)
-            mine = [x for x in events if x.get("edge") == e["edge"]]
-            started = next((event_time(x) for x in mine if x["kind"] == "edge started"), None)
-            actives = [event_time(x) for x in mine if x["kind"] == "edge active"]
-            active = next((t for t in actives if t >= promoted), None)
-            answer = first_answer(o.served.get(e["edge"], []), active) if active is not None else None
-            new_edges.append({"edge": e["edge"], "node": e.get("node"), "requested": promoted,
-                              "started": started, "active": active, "first_answer": answer,
-                              "promoted": True})  # fmt: skip
-        if e["kind"] == "edge started" and event_time(e) >= crowd_start and not e.get("standby"):
-            active = next(
-                (event_time(a) for a in events if a["kind"] == "edge active" and a["edge"] == e["edge"]), None
-            )
-            requested = next(
-                (event_time(r) for r in events if r["kind"] == "edge requested" and r["edge"] == e["edge"]),
-                None,
-            )
-            answer = first_answer(o.served.get(e["edge"], []), active) if active is not None else None
-            new_edges.append(
-                {
-                    "edge": e["edge"],
-                    "node": e.get("node"),
-                    "requested": requested,
-                    "started": event_time(e),
-                    "active": active,
-                    "first_answer": answer,
-                }
-            )
+            started = first_event_time(events, "edge started", e["edge"])
+            new_edges.append(edge_timeline(e, events, o.served, event_time(e), started) | {"promoted": True})
+        elif e["kind"] == "edge started" and not e.get("standby"):
+            requested = first_event_time(events, "edge requested", e["edge"])
+            new_edges.append(edge_timeline(e, events, o.served, requested, event_time(e)))
     immutable = {p: n for p, n in o.origin_requests.items() if p.endswith((".m4s", ".mp4"))}
     playlists = {p: n for p, n in o.origin_requests.items() if p.endswith(".m3u8")}
     requests = [o.calm["requests"], *(r["requests"] for r in o.crowd)]

@@ -210,3 +210,19 @@ def test_the_crowd_top_share_once_scaled_out_counts_the_seconds_after_the_new_ed
     assert summary["top_share_once_scaled"] == pytest.approx(15 / 20)  # rows 6..10 only
     assert summary["phases"]["crowd"]["top_share"] == 0.3  # the whole sessions', as the reports say
     assert [t.met for t in hosts.targets(summary, None) if "top rendition" in t.name] == [False]
+
+
+def test_a_promoted_edge_is_timed_from_its_promotion_and_its_activity_since() -> None:
+    def at(seconds: float, kind: str, **extra: Any) -> dict[str, Any]:
+        when = dt.datetime.fromtimestamp(T0 + seconds, dt.UTC).isoformat()
+        return {"time": when, "kind": kind, "edge": "edge-2"} | extra
+
+    events = [at(0, "edge requested", standby=True), at(1, "edge started", node="198.51.100.4"),
+              at(2, "edge active"),  # as a new edge before it stood by: not this promotion's
+              at(30, "edge promoted", node="198.51.100.4"), at(32, "edge active")]  # fmt: skip
+    served = {"edge-2": [(T0 + 31.0, 5), (T0 + 32.5, 5), (T0 + 32.6, 9)]}
+    started = hosts.first_event_time(events, "edge started", "edge-2")
+    timed = hosts.edge_timeline(events[3], events, served, T0 + 30, started)
+    assert timed == {"edge": "edge-2", "node": "198.51.100.4", "requested": T0 + 30, "started": T0 + 1,
+                     "active": T0 + 32, "first_answer": T0 + 32.6}  # fmt: skip
+    assert hosts.first_event_time(events, "edge cancelled", "edge-2") is None
