@@ -1,0 +1,78 @@
+"""The fidelity bench's judgement: runs pooled per player and schedule, then compared with the targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bench.loading import load_bench
+
+fidelity = load_bench("abr-fidelity/run.py", "abr_fidelity_run")
+
+
+def result(played: dict[str, float], switches: int = 1, stall: float = 0.0, startup: float = 0.8) -> dict:
+    return {
+        "player": "p",
+        "played": played,
+        "switches": switches,
+        "first_switch": 6.0 if switches else None,
+        "stalls": 1 if stall else 0,
+        "stall_time": stall,
+        "startup": startup,
+    }
+
+
+def test_pooled_takes_each_renditions_mean_share_and_the_mean_counts() -> None:
+    pooled = fidelity.pooled(
+        [
+            result({"0": 6, "2": 54}, switches=1, startup=0.6),
+            result({"0": 6, "1": 6, "2": 48}, switches=2, stall=3),
+        ]
+    )
+    assert pooled["played"] == pytest.approx({"0": 0.1, "1": 0.05, "2": 0.85})
+    assert (pooled["switches"], pooled["stalls"], pooled["stall_time"]) == (1.5, 0.5, 1.5)
+    assert pooled["startup"] == pytest.approx(0.7)
+    assert pooled["runs"] == 2
+
+
+def test_a_segment_apart_in_one_of_two_runs_is_judged_on_the_means() -> None:
+    # hls.js took one segment on 360p in its second run, the viewer in its first: each run alone is 20
+    # points apart, the schedule as played by each player is not.
+    rows = [
+        ("steady, run 1", result({"0": 6, "2": 54}), result({"0": 6, "1": 6, "2": 48}, switches=2), None),
+        ("steady, run 2", result({"0": 6, "1": 6, "2": 48}, switches=2), result({"0": 6, "2": 54}), None),
+    ]
+    rows = [(name, a, b, fidelity.compare(a, b)) for name, a, b, _ in rows]
+    assert [row[3].within for row in rows] == [False, False]
+    [(name, _, _, judged)] = fidelity.by_schedule(rows)
+    assert name == "steady"
+    assert judged.share_points == pytest.approx(0.0)
+    assert judged.within
+
+
+def test_a_difference_every_run_shows_stays_outside_the_targets() -> None:
+    rows = [
+        (f"step, run {run}", hlsjs, surge, fidelity.compare(hlsjs, surge))
+        for run, hlsjs, surge in (
+            (1, result({"0": 12, "3": 48}), result({"0": 12, "2": 12, "3": 36})),
+            (2, result({"0": 12, "3": 48}, stall=0.5), result({"0": 12, "2": 6, "3": 42}, stall=2.0)),
+        )
+    ]
+    [(_, _, _, judged)] = fidelity.by_schedule(rows)
+    assert judged.share_points == pytest.approx(30.0)
+    assert judged.stall_s == pytest.approx(0.75)
+    assert not judged.within
+
+
+def test_the_document_judges_schedules_and_lists_every_run() -> None:
+    rows = [
+        (f"steady, run {run}", hlsjs, surge, fidelity.compare(hlsjs, surge))
+        for run, hlsjs, surge in (
+            (1, result({"0": 6, "2": 54}), result({"0": 6, "1": 6, "2": 48}, switches=2)),
+            (2, result({"0": 6, "1": 6, "2": 48}, switches=2), result({"0": 6, "2": 54})),
+        )
+    ]
+    text = fidelity.document("python bench/abr-fidelity/run.py --repeat 2", rows)
+    assert "Within targets: 1 of 1 schedules" in text
+    assert "| steady | difference | 0.0 points | +0 |" in text
+    assert "| steady, run 1 | difference | 20.0 points | +1 |" in text
+    assert "| steady | 20.0 | +1 |" in text  # hls.js against itself
