@@ -18,6 +18,7 @@ bench/results/packaging/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 sys.path.insert(0, str(ROOT / "bench" / "flashcrowd"))  # its run.py: starting and stopping servers
 
 from common import write_doc  # noqa: E402
-from run import listening, machine, stop  # noqa: E402
+from run import busy_seconds, listening, machine, stop  # noqa: E402
 
 from tests.hosts import Host, Lab, RayCluster, unavailable_reason  # noqa: E402
 from transcoder.sample import make_sample  # noqa: E402
@@ -59,6 +60,8 @@ class Run:
     output_bytes: int = 0
     psnr_db: float | None = None
     chunked: bool = False
+    worker_cpu_s: float = 0.0  # CPU seconds of the worker hosts' processes (Ray node, workers, ffmpeg)
+    control_cpu_s: float = 0.0  # the rest of the machine: origin, uploads, Ray head
 
 
 def title_bytes(data: Path, title: str) -> int:
@@ -84,30 +87,47 @@ def psnr(rendition: Path, source: Path) -> float:
     return float(found[1])
 
 
+def pinned(cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+def namespace_cpu_seconds(hosts: Sequence[Host]) -> float:
+    """user + sys time of the hosts' processes, with their waited-for children (a Ray worker's ffmpeg,
+    a finished Ray worker counted in its raylet)."""
+    ticks = 0
+    for pid in (pid for host in hosts for pid in host.pids()):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def start_origin(
-    lab: Lab, ray: RayCluster, data: Path, log: Path, chunk_seconds: int
+    lab: Lab, ray: RayCluster, data: Path, log: Path, chunk_seconds: int, control_cpus: str | None
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SURGE_ADMIN_TOKEN": TOKEN, "RAY_AUTH_MODE": ray.env["RAY_AUTH_MODE"]}
-    argv = [*SURGE, "origin", "--data", str(data), "--host", lab.address, "--port", "0", "--packagers", "ray",
+    argv = [*pinned(control_cpus), *SURGE, "origin", "--data", str(data), "--host", lab.address,
+            "--port", "0", "--packagers", "ray",
             "--ray-address", ray.address, "--ray-namespace", f"bench-{data.name}",
             "--chunk-seconds", str(chunk_seconds), "--no-access-log"]  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, env=env)
 
 
-def package(lab: Lab, ray: RayCluster, work: Path, name: str, sources: Sequence[Path],
-            chunk_seconds: int) -> tuple[float, list[str], Path]:  # fmt: skip
-    """Upload every source at once to a fresh origin and wait until all are ready: (seconds from the
-    first upload to the last ready, title ids, data dir)."""
+def package(lab: Lab, ray: RayCluster, hosts: Sequence[Host], work: Path, name: str, sources: Sequence[Path],
+            chunk_seconds: int, control_cpus: str | None) -> Run:  # fmt: skip
+    """Upload every source at once to a fresh origin and wait until all are ready: the seconds from the
+    first upload to the last ready, the title ids and the CPU spent meanwhile."""
     data, log = work / name, work / f"{name}.log"
-    proc = start_origin(lab, ray, data, log, chunk_seconds)
+    proc = start_origin(lab, ray, data, log, chunk_seconds, control_cpus)
     try:
         url = listening(log, {"origin"}, proc, 60)["origin"]
         env = {**os.environ, "SURGE_ADMIN_TOKEN": TOKEN}
-        started = time.monotonic()
+        started, busy, workers = time.monotonic(), busy_seconds(), namespace_cpu_seconds(hosts)
         uploads = []
         for i, source in enumerate(sources):
             argv = [
+                *pinned(control_cpus),
                 *SURGE,
                 "upload",
                 str(source),
@@ -127,7 +147,10 @@ def package(lab: Lab, ray: RayCluster, work: Path, name: str, sources: Sequence[
             if upload.returncode != 0:
                 sys.exit(f"upload failed: {out}{err}")
             titles.append(out.split(" as ", 1)[1].split()[0])
-        return time.monotonic() - started, titles, data
+        seconds = time.monotonic() - started
+        worker_cpu = namespace_cpu_seconds(hosts) - workers
+        control_cpu = busy_seconds() - busy - worker_cpu
+        return Run(len(hosts), seconds, titles, worker_cpu_s=worker_cpu, control_cpu_s=control_cpu)
     finally:
         stop(proc, [])
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -159,7 +182,8 @@ def section(args: argparse.Namespace, batch: list[Run], long: list[Run], machine
         f"Command: `.venv/bin/python {command}` ({dt.date.today().isoformat()}; one run per variant).", "",
         f"Machine: {machine}. Worker hosts: network namespaces on a bridge (tests/hosts.py), each a Ray "
         "worker node with one `surge_packager` unit, pinned to its own core (`taskset`); `surge origin "
-        "--packagers ray` and the Ray head on the bridge address, unpinned.", "",
+        "--packagers ray`, the uploads and the Ray head on the bridge address, "
+        + (f"pinned to core {args.control_cpus}." if args.control_cpus else "unpinned."), "",
         f"Batch: {args.titles} titles of {args.title_seconds:g} s, 1280x720 30 fps synthetic sources with "
         f"audio, uploaded at once. Long title: {args.long_seconds:g} s 1920x1080 30 fps with audio, "
         f"`--chunk-seconds {args.chunk_seconds}`. Default ladder and preset.", "",
@@ -185,6 +209,19 @@ def section(args: argparse.Namespace, batch: list[Run], long: list[Run], machine
                 f"{split.psnr_db:.2f}", f"{quality:+.2f} dB", f"within {GOAL_PSNR_DB} dB",
                 abs(quality) <= GOAL_PSNR_DB),
         ]  # fmt: skip
+    lines += [
+        "",
+        "CPU while packaging (core-seconds; worker hosts: their Ray nodes, workers and ffmpeg; the rest: "
+        "the origin, the uploads, the Ray head and anything else on the machine):",
+        "",
+        *(
+            f"- {what} on {run.hosts} host{'s' if run.hosts > 1 else ''}: worker hosts "
+            f"{run.worker_cpu_s:.1f}, the rest {run.control_cpu_s:.1f} "
+            f"({run.control_cpu_s / run.seconds:.2f} of a core)"
+            for what, runs in (("batch", batch), ("long title", long))
+            for run in runs
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +231,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--title-seconds", type=float, default=20)
     parser.add_argument("--long-seconds", type=float, default=120, help="0: skip the long title")
     parser.add_argument("--chunk-seconds", type=int, default=30)
+    parser.add_argument(
+        "--control-cpus",
+        help="pin the origin, the uploads and the Ray head to these cores (a taskset list; default: none)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
     reason = unavailable_reason()
@@ -217,28 +258,31 @@ def main(argv: list[str]) -> None:
             long_source = make_sample(work / "long.mp4", width=1920, height=1080, duration=args.long_seconds,
                                       frame_rate=30, audio=True)  # fmt: skip
         hosts = [lab.add_host(f"pack{i}") for i in range(2)]
-        ray = RayCluster(lab, RAY)
+        ray = RayCluster(lab, RAY, cpus=args.control_cpus)
         try:
             batch: list[Run] = []
             long: list[Run] = []
             for count in (1, 2):
                 add_worker(ray, hosts, count - 1)  # one more host each round
                 print(f"{count} worker host(s): batch of {args.titles} …", flush=True)
-                seconds, titles, _ = package(
-                    lab, ray, work, f"batch{count}", batch_sources, args.chunk_seconds
-                )
-                batch.append(Run(count, seconds, titles))
-                print(f"  {seconds:.1f} s", flush=True)
+                run = package(lab, ray, hosts[:count], work, f"batch{count}", batch_sources,
+                              args.chunk_seconds, args.control_cpus)  # fmt: skip
+                batch.append(run)
+                print(f"  {run.seconds:.1f} s", flush=True)
                 if long_source is not None:
                     print(f"{count} worker host(s): long title …", flush=True)
                     name = f"long{count}"
-                    seconds, [title], data = package(lab, ray, work, name, [long_source], args.chunk_seconds)
-                    quality = psnr(top_rendition(data, title), long_source)
-                    run = Run(
-                        count, seconds, [title], title_bytes(data, title), quality, was_chunked(work, name)
-                    )
+                    run = package(lab, ray, hosts[:count], work, name, [long_source], args.chunk_seconds,
+                                  args.control_cpus)  # fmt: skip
+                    data, title = work / name, run.titles[0]
+                    run.output_bytes = title_bytes(data, title)
+                    run.psnr_db = psnr(top_rendition(data, title), long_source)
+                    run.chunked = was_chunked(work, name)
                     long.append(run)
-                    print(f"  {seconds:.1f} s, chunked: {run.chunked}, PSNR {run.psnr_db:.2f} dB", flush=True)
+                    print(
+                        f"  {run.seconds:.1f} s, chunked: {run.chunked}, PSNR {run.psnr_db:.2f} dB",
+                        flush=True,
+                    )
         finally:
             ray.close()
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -8,7 +8,9 @@ import argparse
 from tests.bench.loading import load_bench
 
 bench = load_bench("packaging/on_hosts.py", "bench_packaging_on_hosts")
-ARGS = argparse.Namespace(titles=4, title_seconds=20.0, long_seconds=120.0, chunk_seconds=30)
+ARGS = argparse.Namespace(
+    titles=4, title_seconds=20.0, long_seconds=120.0, chunk_seconds=30, control_cpus=None
+)
 
 
 def rows(text: str) -> dict[str, list[str]]:
@@ -43,3 +45,18 @@ def test_a_title_the_origin_did_not_chunk_says_so_and_no_long_run_means_no_long_
     assert table["batch: seconds to package all"][-1] == "NOT MET"
     assert "long title: seconds to ready (2 hosts: one process: the origin did not chunk it)" in table
     assert list(rows(bench.section(ARGS, batch, [], "test machine"))) == ["batch: seconds to package all"]
+
+
+def test_the_cpu_each_run_spent_is_listed_by_where_it_ran() -> None:
+    batch = [
+        bench.Run(1, 50.0, ["a"], worker_cpu_s=48.0, control_cpu_s=5.0),
+        bench.Run(2, 25.0, ["b"], worker_cpu_s=49.0, control_cpu_s=6.5),
+    ]
+    text = bench.section(ARGS, batch, [], "test machine")
+    assert "- batch on 1 host: worker hosts 48.0, the rest 5.0 (0.10 of a core)" in text
+    assert "- batch on 2 hosts: worker hosts 49.0, the rest 6.5 (0.26 of a core)" in text
+    assert "the Ray head on the bridge address, unpinned." in text
+    pinned = bench.section(
+        argparse.Namespace(**{**vars(ARGS), "control_cpus": "0"}), batch, [], "test machine"
+    )
+    assert "the Ray head on the bridge address, pinned to core 0." in pinned
