@@ -36,7 +36,7 @@ lint: setup
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
 test: lint
 	@scripts/ensure-system --browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadgroup
 
 bench-transcode: setup
 	$(BIN)/python bench/transcode/run.py

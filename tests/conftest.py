@@ -17,6 +17,7 @@ from aiohttp import web
 from transcoder.sample import make_sample
 
 MakeSource = Callable[..., Path]
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -25,6 +26,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(
             f"the tests need {' and '.join(missing)}: run `make test`, which installs them"
         )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``): a file's tests run in one
+    worker, so that its module fixtures are made once, and the tests on emulated hosts (tests/cluster) all
+    in one worker, so that one Ray cluster runs at a time."""
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        item.add_marker(pytest.mark.xdist_group("cluster" if parts[0] == "cluster" else "/".join(parts)))
 
 
 @pytest.fixture(scope="session")
