@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from typing import Any
 
 import ray
+from ray._private import ray_constants
 
 from media.errors import SurgeError
 from service.logs import log
@@ -21,6 +23,18 @@ from service.logs import log
 logger = logging.getLogger("surge.ray")
 CALL_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 60.0
+
+
+def _quiet_signals() -> None:
+    """The server's own SIGTERM/SIGINT handling stays in charge: ray.init runs off the main thread so that
+    Ray does not replace it (Ray warns that it did not, which is the point), and Ray's failure signal
+    handler, which would print a stack trace on every graceful stop, is not installed (Ray reads its
+    ``RAY_DISABLE_FAILURE_SIGNAL_HANDLER`` when first imported, which may have been before this)."""
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    logging.getLogger("ray._private.worker").addFilter(
+        lambda record: "SIGTERM handler is not set" not in record.getMessage()
+    )
 
 
 def _init_ray(options: dict[str, Any], joined: asyncio.Future[None]) -> None:
@@ -79,6 +93,7 @@ async def join_cluster(address: str | None, namespace: str) -> None:
         except (OSError, TimeoutError, ValueError) as err:
             raise SurgeError(f"cannot reach the Ray head at {where}: {err or 'timed out'}") from None
     joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    _quiet_signals()
     threading.Thread(target=_init_ray, args=(options, joined), daemon=True, name="ray init").start()
     try:
         await asyncio.wait_for(joined, JOIN_TIMEOUT_S)

@@ -80,6 +80,11 @@ async def test_a_title_packaged_on_a_worker_host_is_served_by_the_origin(
             assert final["worker"] in {h.address for h in cluster.packager_hosts}, final
             assert await fetch_master_and_a_segment(session, origin.url, body["id"]) > 1000
         assert files_under(origin.data / "staging") == []
+        assert origin.stop() == 0
+        # A Ray driver stops as gracefully as any server: every line it wrote is a JSON log line (no
+        # stack trace from Ray's signal handler, no warning about the handler it was not to install).
+        assert [e["text"] for e in origin.log if e["event"] == "unstructured"] == []
+        assert origin.log[-1]["event"] == "stopped"
     finally:
         origin.stop()
 
