@@ -205,6 +205,7 @@ class Session:
         self.ladder: tuple[Rendition, ...] = ()
         self.master: Master | None = None
         self.steering: _Steering | None = None
+        self.loads: set[asyncio.Task[None]] = set()  # the core's loads in flight, one per track at most
 
     def _cmcd(self, url: str, keys: dict[str, cmcd.Value]) -> tuple[str, dict[str, str] | None]:
         if self.cmcd_mode == "query":
@@ -226,23 +227,46 @@ class Session:
             peaks=[r.bandwidth for r in self.ladder],
         )
         self.run.cores[core] = self
-        while True:
-            now = clock()
-            if self.steering is not None and now >= self.steering.due:
-                await self._switch_pathway(await self._steer(self.steering.pathway))
+        try:
+            while True:
                 now = clock()
-            action = core.next_action(now)
-            if isinstance(action, Finish):
-                return core.finish(now)
-            if isinstance(action, Wait):
-                until = action.until if self.steering is None else min(action.until, self.steering.due)
-                await asyncio.sleep(max(until - now, MIN_WAIT))
-                continue
-            try:
-                await self._load(core, action)
-            except _FAILURES as failure:
-                self._note(failure, "playlist")
-                core.on_failure(clock(), action)
+                if self.steering is not None and now >= self.steering.due:
+                    await self._switch_pathway(await self._steer(self.steering.pathway))
+                    now = clock()
+                action = core.next_action(now)
+                if isinstance(action, Finish):
+                    return core.finish(now)
+                if isinstance(action, Wait):
+                    until = action.until if self.steering is None else min(action.until, self.steering.due)
+                    await self._wait(None if until == float("inf") else max(until - now, MIN_WAIT))
+                    continue
+                self.loads.add(asyncio.create_task(self._attempt(core, action)))
+        finally:
+            await self._drop_loads()
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Until ``seconds`` pass (None: forever) or a load in flight ends, whichever is first."""
+        if not self.loads:
+            await asyncio.sleep(MIN_WAIT if seconds is None else seconds)  # None: nothing to wait for
+            return
+        done, _ = await asyncio.wait(self.loads, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        self.loads -= done
+        for task in done:
+            task.result()  # a bug in a load is raised here, not lost
+
+    async def _drop_loads(self) -> None:
+        loads, self.loads = self.loads, set()
+        for task in loads:
+            task.cancel()
+        if loads:
+            await asyncio.wait(loads)
+
+    async def _attempt(self, core: PlayerCore, action: Load) -> None:
+        try:
+            await self._load(core, action)
+        except _FAILURES as failure:
+            self._note(failure, "playlist")
+            core.on_failure(self.fetcher.clock(), action)
 
     def _note(self, failure: Exception, object_type: str) -> None:
         """Count a failure that is not an HTTP one (those are counted by the fetcher)."""
@@ -327,15 +351,10 @@ class Session:
             fetched = watched
         else:
             fetched = await self.fetcher.get(url, action.track, headers)
-        core.on_segment(
-            self.fetcher.clock(),
-            action.track,
-            action.rung,
-            index,
-            fetched.nbytes,
-            fetched.seconds,
-            fetched.ttfb,
-        )
+        now = self.fetcher.clock()
+        core.on_segment(now, action.track, action.rung, index, fetched.nbytes, fetched.seconds, fetched.ttfb)
+        if self.run.on_segment is not None:
+            self.run.on_segment(now, action, fetched, core)
 
     async def _watched(
         self, core: PlayerCore, action: LoadSegment, url: str, headers: dict[str, str] | None
@@ -406,6 +425,7 @@ class Session:
         if ladder == self.ladder or len(ladder) != len(self.ladder):
             return
         self.ladder = ladder
+        await self._drop_loads()  # a load of the old pathway must not report into the new one
         self.media.clear()
         self.core.forget_sources()
 
@@ -439,14 +459,21 @@ class _Closed:
 
 Progress = Callable[[Second, int], None]  # a closed second, and the errors counted so far
 SessionDone = Callable[[SessionResult, list[str]], None]  # a session's numbers, its ladder's labels
+# A segment loaded (for traces, e.g. the abr-fidelity bench): when, what, how, and the core after it.
+SegmentDone = Callable[[float, LoadSegment, Fetched, PlayerCore], None]
 
 
 class Run:
     def __init__(
-        self, config: LoadTestConfig, on_second: Progress | None = None, on_session: SessionDone | None = None
+        self,
+        config: LoadTestConfig,
+        on_second: Progress | None = None,
+        on_session: SessionDone | None = None,
+        on_segment: SegmentDone | None = None,
     ) -> None:
         self.config = config
         self.on_session = on_session
+        self.on_segment = on_segment
         self.player_config: PlayerConfig = config.player()
         self.on_second = on_second
         self.recorder = Recorder()

@@ -5,9 +5,13 @@ out and reports back with ``on_playlist`` / ``on_init`` / ``on_segment`` / ``on_
 ``now`` at which it happened. Playback is computed, not ticked: between two events the playhead moves at
 ``speed`` media seconds per wall second, and the moment it ran dry is worked out exactly.
 
-One fetch at a time: the track (video or audio) whose buffer ends first is filled next, which keeps the
-two aligned. Player timings (buffers, retry delays, penalties) are viewer seconds; wall time is viewer
-time divided by ``speed``, so a 10x run behaves like a 1x run on a network 10x as fast.
+Video and audio load side by side, as hls.js's stream and audio-stream controllers do: at most one
+request per track in flight (``next_action`` hands out a track's next load only while that track has
+none), the track whose buffer ends first served first, and no audio segment started beyond the end of
+the video segment loading. The driver runs the loads concurrently and reports each as it ends; a caller
+that reports every load before asking again gets them one at a time. Player timings (buffers, retry
+delays, penalties) are viewer seconds; wall time is viewer time divided by ``speed``, so a 10x run
+behaves like a 1x run on a network 10x as fast.
 """
 
 from __future__ import annotations
@@ -225,7 +229,7 @@ class PlayerCore:
         self._switched: LoadSegment | None = None  # the request the abandon rule has already judged
         self._abort_at: float | None = None  # when that request is to be dropped
         self.abandons = 0
-        self._pending: tuple[float, int] | None = None  # a video sample waiting for its audio segment
+        self._loading: dict[str, Load] = {}  # per track, the request in flight (one at most)
         self.phase = Phase.BUFFERING
         self.started_at = started_at
         self.video = _Track(VIDEO)
@@ -253,34 +257,73 @@ class PlayerCore:
     # --- what the driver asks -------------------------------------------------------------------
 
     def next_action(self, now: float) -> Action:
+        """The next load of a track that has none in flight, else when to ask again: ``Wait`` (infinite
+        when only the end of a load in flight can change anything). A load returned is in flight until it
+        is reported (``on_playlist`` / ``on_init`` / ``on_segment`` / ``on_failure`` / ``on_abort``)."""
+        action = self._next(now)
+        if isinstance(action, LoadPlaylist | LoadInit | LoadSegment):
+            self._loading[action.track] = action
+        return action
+
+    def _next(self, now: float) -> Action:
         self.advance(now)
         if self.phase in (Phase.ENDED, Phase.FAILED):
             return Finish(self.phase)
         if now < self._retry_at:
             return Wait(self._retry_at)
-        if not self.video.timelines:
-            return LoadPlaylist(VIDEO, self._choose(now))
-        if self.audio is not None and not self.audio.timelines:
-            return LoadPlaylist(AUDIO, 0)
-        end = self.content_end
-        lagging = [track for track in self.tracks if track.end < end - _EPSILON]
-        if not lagging:  # everything is buffered: wait for the playhead to reach the end
+        # hls.js loads the video playlist and the audio one at once (level and audio-track controllers).
+        idle = [track for track in self.tracks if track.name not in self._loading]
+        missing = [track for track in idle if not track.timelines]
+        if missing:
+            track = missing[0]
+            return LoadPlaylist(track.name, self._choose(now) if track is self.video else 0)
+        end = self.content_end  # infinite while a playlist loads: a track then goes by its own
+        lagging = [
+            track for track in self.tracks if track.timelines and track.end < self._end(track) - _EPSILON
+        ]
+        if not lagging and not self._loading:  # all buffered: wait for the playhead to reach the end
             self._maybe_play(now)
             return Wait(self._anchor + (end - self.position) / self.config.speed)
-        track = min(lagging, key=lambda t: t.end)
-        ahead = track.end - self.position
         video_rung = self._choose(now)
         goal = buffer_goal(self.levels[video_rung].peak, self.config.max_buffer, self.config.abr)
-        if ahead > goal - _EPSILON and self.phase is Phase.PLAYING:
-            # Fetch once below the goal; wake just past it, never at ``now``.
-            return Wait(now + (ahead - goal + 2 * _EPSILON) / self.config.speed)
-        rung = video_rung if track is self.video else 0
-        timeline = track.timelines.get(rung)
-        if timeline is None:
-            return LoadPlaylist(track.name, rung)
-        if timeline.has_init and rung not in track.inits:
-            return LoadInit(track.name, rung)
-        return LoadSegment(track.name, rung, timeline.index_at(track.end))
+        wake = float("inf")
+        for track in sorted((t for t in lagging if t.name not in self._loading), key=lambda t: t.end):
+            if track is self.video and self._appending_waits():
+                continue
+            ahead = track.end - self.position
+            if ahead > goal - _EPSILON and self.phase is Phase.PLAYING:
+                # Fetch once below the goal; wake just past it, never at ``now``.
+                wake = min(wake, now + (ahead - goal + 2 * _EPSILON) / self.config.speed)
+                continue
+            rung = video_rung if track is self.video else 0
+            timeline = track.timelines.get(rung)
+            if timeline is None:
+                return LoadPlaylist(track.name, rung)
+            if timeline.has_init and rung not in track.inits:
+                return LoadInit(track.name, rung)
+            index = timeline.index_at(track.end)
+            if track is self.audio and self._beyond_video(timeline.starts[index]):
+                continue
+            return LoadSegment(track.name, rung, index)
+        return Wait(wake)
+
+    def _end(self, track: _Track) -> float:
+        return min(self.content_end, next(iter(track.timelines.values())).total)
+
+    def _appending_waits(self) -> bool:
+        """The second video segment waits for the first audio one: hls.js creates the SourceBuffers once
+        both tracks' first segments are parsed (buffer-controller checkPendingTracks) and loads the next
+        main fragment only once the last one is appended (stream-controller onFragBuffered)."""
+        return self.audio is not None and self.audio.end <= 0 and self.video.end > 0
+
+    def _beyond_video(self, start: float) -> bool:
+        """An audio segment starting after the end of the video segment loading waits for the next video
+        one (hls.js audio-stream-controller doTickIdle, ``atBufferSyncLimit``: audio loads up to one
+        fragment ahead of the main fragment loading)."""
+        loading = self._loading.get(VIDEO)
+        if not isinstance(loading, LoadSegment):
+            return False
+        return start > self.video.timelines[loading.rung].end_of(loading.index) + _EPSILON
 
     def timeline(self, track: str, rung: int) -> Timeline:
         return self._track(track).timelines[rung]
@@ -302,6 +345,13 @@ class PlayerCore:
     def buffer(self) -> float:
         """Media seconds buffered ahead of the playhead (as of the last event)."""
         return max(0.0, self.buffered_end - self.position)
+
+    @property
+    def video_buffer(self) -> float:
+        """Media seconds of video buffered ahead of the playhead: what the ABR rules see. With audio apart,
+        hls.js judges by the video SourceBuffer alone (stream-controller getMainFwdBufferInfo, used by
+        abr-controller getNextABRAutoLevel / getStarvationDelay and _abandonRulesCheck)."""
+        return max(0.0, min(self.video.end, self.content_end) - self.position)
 
     @property
     def throughput(self) -> float:
@@ -338,6 +388,7 @@ class PlayerCore:
     ) -> None:
         """A media playlist arrived; ``seconds`` its load took, ``ttfb`` of which before the first byte."""
         self.advance(now)
+        self._loading.pop(track, None)
         self._track(track).timelines[rung] = timeline
         if track == VIDEO and timeline.durations:
             mean = timeline.total / len(timeline.durations)
@@ -351,6 +402,7 @@ class PlayerCore:
 
     def on_init(self, now: float, track: str, rung: int) -> None:
         self.advance(now)
+        self._loading.pop(track, None)
         self._track(track).inits.add(rung)
         self._errors = 0
 
@@ -366,6 +418,7 @@ class PlayerCore:
     ) -> None:
         """A segment arrived: ``nbytes`` in ``seconds`` (wall), the first of them after ``ttfb``."""
         self.advance(now)
+        self._loading.pop(track, None)
         state = self._track(track)
         timeline = state.timelines[rung]
         end = timeline.end_of(index)
@@ -376,24 +429,15 @@ class PlayerCore:
             self._fragment = timeline.durations[index]
             if rung == self._forced:
                 self._forced = None
-            # hls.js samples main fragments only, timed from the request less the usual wait for the
-            # first byte (abr-controller onFragLoaded / onFragBuffered).
+            # hls.js samples main fragments only, over their own load less the usual wait for the first
+            # byte (abr-controller onFragLoaded / onFragBuffered); an audio segment loading alongside
+            # slows the video one down by sharing the link, which the measured seconds already show.
             speed = self.config.speed
             if ttfb is not None:
                 self.estimator.sample_ttfb(ttfb * speed)
             took = (seconds - min(self.estimator.ttfb() / speed, seconds if ttfb is None else ttfb)) * speed
-            if self.audio is not None and self.audio.end < end - _EPSILON:
-                # hls.js loads the audio segment of the same time alongside (audio-stream-controller
-                # stays within the main fragment loading), so the video one took as long as both: the
-                # sample waits for the audio segment fetched next.
-                self._pending = (took, nbytes)
-            else:
-                self.estimator.sample(took, nbytes)
-        elif self._pending is not None:
-            video_took, video_bytes = self._pending
-            self._pending = None
-            self.estimator.sample(video_took + (seconds - (ttfb or 0.0)) * self.config.speed, video_bytes)
-        self._switched = self._abort_at = None
+            self.estimator.sample(took, nbytes)
+            self._switched = self._abort_at = None
         self._errors = 0
         self._maybe_play(now)
 
@@ -423,7 +467,7 @@ class PlayerCore:
         decision = abandon_rule(
             self.levels,
             loading,
-            buffer=self.buffer,
+            buffer=self.video_buffer,
             estimate=self.estimator.estimate(),
             ttfb=self.estimator.ttfb(),
             playlist=self._playlist_time,
@@ -452,11 +496,12 @@ class PlayerCore:
         """The segment ``check_load`` said to drop was dropped: start again low, from a fresh estimate
         (hls.js ``abortAndSwitch``)."""
         self.advance(now)
+        self._loading.pop(action.track, None)
         top = self._forced if self._forced is not None else action.rung
         self._forced = lowest_switch(
             self.levels,
             top,
-            self.buffer,
+            self.video_buffer,
             fragment=self._fragment,
             ttfb=self.estimator.ttfb(),
             playlist=self._playlist_time,
@@ -466,7 +511,9 @@ class PlayerCore:
 
     def on_failure(self, now: float, action: Load) -> None:
         self.advance(now)
-        self._switched = self._abort_at = None  # a retry is a new request for the abandon rule
+        self._loading.pop(action.track, None)
+        if action.track == VIDEO:
+            self._switched = self._abort_at = None  # a retry is a new request for the abandon rule
         self._errors += 1
         self.errors += 1
         if self._errors > self.config.max_errors:
@@ -484,8 +531,11 @@ class PlayerCore:
     def forget_sources(self) -> None:
         """Playlists and init segments must be loaded again (Content Steering moved to another pathway).
 
-        The buffer is kept: segments already fetched still play.
+        The buffer is kept: segments already fetched still play. Loads in flight are forgotten too: the
+        driver drops them.
         """
+        self._loading.clear()
+        self._switched = self._abort_at = None
         for track in self.tracks:
             track.timelines.clear()
             track.inits.clear()
@@ -592,7 +642,7 @@ class PlayerCore:
             self.levels,
             self.current,
             self.estimator.estimate(),
-            self.buffer,
+            self.video_buffer,
             fragment=self._fragment,
             ttfb=self.estimator.ttfb(),
             playlist=self._playlist_time,

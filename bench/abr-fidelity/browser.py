@@ -41,7 +41,7 @@ script.onload = () => {
   document.body.appendChild(video);
   const hls = new Hls();
   const trace = {t0: null, startup: null, waiting: null, stalls: 0, stallTime: 0, frags: [], loads: [],
-                 ended: false, end: null, version: Hls.version};
+                 fetches: [], ended: false, end: null, version: Hls.version};
   const now = () => (performance.now() - trace.t0) / 1000;
   video.addEventListener('playing', () => {
     if (trace.startup === null) trace.startup = now();
@@ -53,12 +53,16 @@ script.onload = () => {
     }
   });
   video.addEventListener('ended', () => { trace.ended = true; trace.end = video.currentTime; });
+  const at = (t) => (t - trace.t0) / 1000;
   hls.on(Hls.Events.FRAG_BUFFERED, (_, data) => {
-    const s = data.stats;
-    if (data.frag.type === 'main') {
-      trace.loads.push([now(), data.frag.sn, data.frag.level, s.loaded,
+    const s = data.stats, frag = data.frag;
+    if (frag.sn === 'initSegment') return;
+    if (frag.type === 'main') {
+      trace.loads.push([now(), frag.sn, frag.level, s.loaded,
                         (s.loading.end - s.loading.start) / 1000, s.bwEstimate]);
     }
+    trace.fetches.push([frag.type, frag.sn, frag.level, s.loaded, at(s.loading.start), at(s.loading.first),
+                        at(s.loading.end), at(s.parsing.end), s.bwEstimate]);
   });
   hls.on(Hls.Events.FRAG_CHANGED, (_, data) => {
     trace.frags.push([now(), video.currentTime, data.frag.level]);
@@ -103,6 +107,8 @@ def summary(state: dict[str, object]) -> dict[str, object]:
         "first_switch": first,
         "ended": trace["ended"],
         "loads": trace["loads"],  # per video segment: time, index, level, bytes, load s, estimate after
+        # per segment, audio too: type, index, level, bytes, sent, first byte, loaded, parsed, estimate
+        "fetches": trace["fetches"],
     }
 
 

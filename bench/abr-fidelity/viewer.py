@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from loadtest.abr import HLS_JS_VERSION
 from loadtest.config import LoadTestConfig
-from loadtest.driver import Run
-from loadtest.player import SessionResult
+from loadtest.driver import Fetched, Run
+from loadtest.player import LoadSegment, PlayerCore, SessionResult
 from service.loop import run
 
 
@@ -33,9 +33,31 @@ def main() -> int:
         abr_settings=settings,
     )
     results: list[tuple[SessionResult, list[str]]] = []
+    fetches: list[list[object]] = []
+
+    def on_segment(now: float, action: LoadSegment, fetched: Fetched, core: PlayerCore) -> None:
+        t0 = core.started_at
+        sent = now - fetched.seconds  # the clocks differ by less than a millisecond here
+        first = None if fetched.ttfb is None else sent + fetched.ttfb - t0
+        fetches.append(
+            [
+                action.track,
+                action.index,
+                action.rung,
+                fetched.nbytes,
+                sent - t0,
+                first,
+                now - t0,
+                core.throughput,
+            ]
+        )
+
     print("ready", flush=True)
     sys.stdin.readline()
-    run(Run(config, on_session=lambda result, labels: results.append((result, labels))).run())
+    driver = Run(
+        config, on_session=lambda result, labels: results.append((result, labels)), on_segment=on_segment
+    )
+    run(driver.run())
     result, _labels = results[0]
     print(
         json.dumps(
@@ -48,6 +70,8 @@ def main() -> int:
                 "switches": result.switches_up + result.switches_down,
                 "first_switch": result.first_switch,
                 "ended": result.ended,
+                # per segment, as browser.py: track, index, level, bytes, sent, first byte, loaded, estimate
+                "fetches": fetches,
             }
         ),
         flush=True,

@@ -304,17 +304,94 @@ def test_settings_go_by_their_hls_js_names() -> None:
         assert player_model(PlayerConfig().with_settings(changes), profile)["changed"] == changes
 
 
-def test_a_video_sample_counts_the_audio_segment_loaded_alongside() -> None:
-    # hls.js loads audio segment k while video segment k loads: the video one takes as long as both.
+def test_video_and_audio_load_side_by_side_audio_at_most_a_segment_ahead() -> None:
+    core = new_core()
+    inf = float("inf")
+    assert core.next_action(100.0) == LoadPlaylist(VIDEO, 0)
+    assert core.next_action(100.0) == LoadPlaylist(AUDIO, 0)
+    assert core.next_action(100.0) == Wait(inf)  # both tracks have a load in flight
+    core.on_playlist(100.1, VIDEO, 0, TWO_SECONDS)
+    assert core.next_action(100.1) == LoadInit(VIDEO, 0)  # the audio playlist is still loading
+    core.on_init(100.2, VIDEO, 0)
+    assert core.next_action(100.2) == LoadSegment(VIDEO, 0, 0)
+    core.on_playlist(100.3, AUDIO, 0, TWO_SECONDS)
+    assert core.next_action(100.3) == LoadInit(AUDIO, 0)
+    core.on_init(100.4, AUDIO, 0)
+    assert core.next_action(100.4) == LoadSegment(AUDIO, 0, 0)
+    core.on_segment(100.5, AUDIO, 0, 0, 30_000, 0.1)
+    # Audio segment 1 starts at 2 s, where video segment 0 (loading) ends: allowed; segment 2 is not.
+    assert core.next_action(100.5) == LoadSegment(AUDIO, 0, 1)
+    core.on_segment(100.6, AUDIO, 0, 1, 30_000, 0.1)
+    assert core.next_action(100.6) == Wait(inf)
+    core.on_segment(101.2, VIDEO, 0, 0, 50_000, 1.0, ttfb=0.0)
+    assert core.next_action(101.2) == LoadSegment(VIDEO, 0, 1)  # 400 kbit/s: 600k stays out of reach
+    # Audio segment 2 starts at 4 s, where video segment 1 (loading now) ends: allowed, and no further.
+    assert core.next_action(101.2) == LoadSegment(AUDIO, 0, 2)
+    assert core.next_action(101.2) == Wait(inf)
+    # A load reported as failed is no longer in flight: after the retry delay the track loads again.
+    core.on_failure(101.3, LoadSegment(AUDIO, 0, 2))
+    assert core.next_action(101.3) == Wait(102.3)
+    assert core.next_action(102.3) == LoadSegment(AUDIO, 0, 2)
+
+
+def test_a_video_sample_is_its_own_load_and_audio_is_not_sampled() -> None:
+    # hls.js samples main fragments over their own load (abr-controller onFragBuffered); an audio one
+    # loading alongside only shows in how long the video one took.
     core = new_core()
     for track in (VIDEO, AUDIO):
         core.on_playlist(100.0, track, 0, TWO_SECONDS)
     core.on_segment(101.0, VIDEO, 0, 0, 100_000, 1.0, ttfb=0.0)
-    assert not core.estimator.can_estimate  # waits for audio segment 0
+    assert core.estimator.estimate() == pytest.approx(800_000)
     core.on_segment(101.5, AUDIO, 0, 0, 50_000, 0.5, ttfb=0.0)
-    assert core.estimator.estimate() == pytest.approx(100_000 * 8 / 1.5)
-    # Without an audio track, the video segment alone.
-    alone = new_core(audio=False)
-    alone.on_playlist(100.0, VIDEO, 0, TWO_SECONDS)
-    alone.on_segment(101.0, VIDEO, 0, 0, 100_000, 1.0, ttfb=0.0)
-    assert alone.estimator.estimate() == pytest.approx(800_000)
+    assert core.estimator.estimate() == pytest.approx(800_000)
+
+
+def test_an_audio_segment_arriving_does_not_undo_the_abandon_rules_decision() -> None:
+    core = PlayerCore(DEFAULT_AVERAGES, has_audio=True, started_at=0.0, peaks=DEFAULT_PEAKS)
+    for rung in range(len(DEFAULT_AVERAGES)):
+        core.on_playlist(0.0, VIDEO, rung, SIX_SECONDS)
+    core.on_playlist(0.0, AUDIO, 0, SIX_SECONDS)
+    core.on_segment(0.4, VIDEO, 0, 0, 100_000, 0.4, ttfb=0.0)
+    core.on_segment(0.5, AUDIO, 0, 0, 50_000, 0.1, ttfb=0.0)
+    assert core.phase is Phase.PLAYING
+    # Rung 4's segment 1 at 1 Mbit/s: 15 s to go with 2.4 s buffered; rung 1's would take 2.7 s.
+    top = LoadSegment(VIDEO, 4, 1)
+    loaded = int(3.1 * 1_000_000 / 8)
+    assert core.check_load(4.1, top, 1.0, 0.0, loaded) == Continue(float("inf"))  # to rung 0, let it end
+    assert core.abandons == 1
+    core.on_segment(4.3, AUDIO, 0, 1, 50_000, 0.2, ttfb=0.0)  # loaded alongside meanwhile
+    assert core.check_load(4.4, top, 1.0, 0.0, loaded + 37_500) == Continue(float("inf"))
+    assert core.abandons == 1
+
+
+def test_the_abr_rules_judge_by_the_video_buffer_alone() -> None:
+    # hls.js with audio apart: abr-controller sees the video SourceBuffer (getMainFwdBufferInfo).
+    core = new_core()
+    for track in (VIDEO, AUDIO):
+        core.on_playlist(100.0, track, 0, TWO_SECONDS)
+    core.on_segment(101.0, VIDEO, 0, 0, 112_500, 1.5, ttfb=0.5)
+    core.on_segment(101.0, AUDIO, 0, 0, 25_000, 0.5)  # plays from 101
+    for index in (1, 2):  # 900 kbit/s once the 0.5 s to the first byte is taken off
+        core.on_segment(101.0, VIDEO, 0, index, 112_500, 1.5, ttfb=0.5)
+    assert core.estimator.estimate() == pytest.approx(900_000)
+    core.advance(102.5)
+    assert (core.buffer, core.video_buffer) == pytest.approx((0.5, 4.5))
+    # Rung 1's segment (and its playlist) loads in 0.5 + 1.9 + 0.5 s: within the 4.5 s of video, not
+    # within the 0.5 s of audio and the 2 s of stall accepted.
+    assert core.next_action(102.5) == LoadInit(AUDIO, 0)  # no init was reported: audio asks first
+    assert core.next_action(102.5) == LoadPlaylist(VIDEO, 1)
+
+
+def test_the_second_video_segment_waits_for_the_first_audio_one() -> None:
+    # hls.js appends nothing before both tracks' first segments are in, nor loads past an unappended one.
+    core = new_core()
+    for track in (VIDEO, AUDIO):
+        core.on_playlist(100.0, track, 0, TWO_SECONDS)
+        core.on_init(100.0, track, 0)
+    assert core.next_action(100.0) == LoadSegment(VIDEO, 0, 0)
+    assert core.next_action(100.0) == LoadSegment(AUDIO, 0, 0)
+    core.on_segment(100.5, VIDEO, 0, 0, 25_000, 0.5)
+    assert core.next_action(100.5) == Wait(float("inf"))
+    core.on_segment(100.8, AUDIO, 0, 0, 25_000, 0.8)
+    assert core.next_action(100.8) == LoadSegment(VIDEO, 0, 1)
+    assert core.next_action(100.8) == LoadSegment(AUDIO, 0, 1)

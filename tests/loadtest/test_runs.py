@@ -106,7 +106,8 @@ async def test_a_failing_rendition_is_counted_and_left(serve: Serve) -> None:
     assert rendition(report, "234p")["played_s"] == pytest.approx(20.0, abs=0.1)
     assert sum(s["errors"] for s in report["series"]) == 1
     # CMCD in headers this time, none in the query.
-    segment = server.segments()[0]
+    # The first video segment (audio loads alongside, so it may come first).
+    segment = next(s for s in server.segments() if "/audio/" not in s.path)
     assert "CMCD" not in segment.query
     assert 'nor="seg_00001.m4s"' in segment.headers["CMCD-Request"]
     assert "sid=" in segment.headers["CMCD-Session"] and "ot=v" in segment.headers["CMCD-Object"]
@@ -294,3 +295,28 @@ async def test_a_segment_that_will_not_arrive_in_time_is_dropped_for_a_lower_run
     assert video[3] == ("", [low_rung, "seg_00002.m4s"]), video  # the same segment, from the lowest rung
     assert report["requests"]["errors"] == 0  # a dropped request is not an error
     assert report["viewers"]["sessions_started"] == 1
+
+
+async def test_audio_segments_load_while_a_video_segment_loads(serve: Serve) -> None:
+    # hls.js's stream and audio-stream controllers load side by side; so do the viewer's two tracks.
+    video_loading: list[str] = []
+    alongside: list[str] = []
+
+    async def slow_video(_request: web.Request, path: str) -> web.Response | None:
+        if not path.endswith(".m4s"):
+            return None
+        if "/audio/" in path:
+            if video_loading:
+                alongside.append(path.rsplit("/", 1)[-1])
+            return None
+        video_loading.append(path)
+        try:
+            await asyncio.sleep(0.1)
+        finally:
+            video_loading.remove(path)
+        return None  # then served as usual
+
+    server = await serve(misbehave=slow_video)
+    report = await run(server.master, players=1)
+    assert report["viewers"]["sessions_ended"] == 1 and report["requests"]["errors"] == 0
+    assert alongside  # which audio segment first depends on which request the server sees first
