@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -91,15 +92,46 @@ def pinned(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
 
-def namespace_cpu_seconds(hosts: Sequence[Host]) -> float:
-    """user + sys time of the hosts' processes, with their waited-for children (a Ray worker's ffmpeg,
-    a finished Ray worker counted in its raylet)."""
-    ticks = 0
-    for pid in (pid for host in hosts for pid in host.pids()):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+class HostsCpu:
+    """CPU seconds of the hosts' processes over a period: /proc read every ``interval`` s, each process's
+    last reading kept, because a host's processes come and go (a Ray worker per lease, killed with its
+    ffmpeg's time in it) and a dead process's time is gone from /proc. A process's last ``interval`` may
+    be missed."""
+
+    def __init__(self, hosts: Sequence[Host], interval: float = 0.2) -> None:
+        self.hosts, self.interval = hosts, interval
+        self._first: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="hosts cpu")
+
+    def _read(self) -> dict[int, int]:
+        ticks = {}
+        for pid in (pid for host in self.hosts for pid in host.pids()):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                # utime + stime: each process is read on its own, so its children's (cutime) are not added
+                ticks[pid] = int(fields[11]) + int(fields[12])
+        return ticks
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._last.update(self._read())
+
+    def __enter__(self) -> HostsCpu:
+        self._first = self._read()
+        self._last = dict(self._first)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._last.update(self._read())
+
+    @property
+    def seconds(self) -> float:
+        return (sum(self._last.values()) - sum(self._first.values())) / os.sysconf("SC_CLK_TCK")
 
 
 def start_origin(
@@ -123,32 +155,25 @@ def package(lab: Lab, ray: RayCluster, hosts: Sequence[Host], work: Path, name: 
     try:
         url = listening(log, {"origin"}, proc, 60)["origin"]
         env = {**os.environ, "SURGE_ADMIN_TOKEN": TOKEN}
-        started, busy, workers = time.monotonic(), busy_seconds(), namespace_cpu_seconds(hosts)
-        uploads = []
-        for i, source in enumerate(sources):
-            argv = [
-                *pinned(control_cpus),
-                *SURGE,
-                "upload",
-                str(source),
-                "--server",
-                url,
-                "--name",
-                f"{name}-{i}",
-                "--wait",
-                "--quiet",
+        started, busy = time.monotonic(), busy_seconds()
+        with HostsCpu(hosts) as workers:
+            commands = [
+                [*pinned(control_cpus), *SURGE, "upload", str(source), "--server", url,
+                 "--name", f"{name}-{i}", "--wait", "--quiet"]
+                for i, source in enumerate(sources)
+            ]  # fmt: skip
+            uploads = [
+                subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                for command in commands
             ]
-            uploads.append(
-                subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            )
-        titles = []
-        for upload in uploads:
-            out, err = upload.communicate(timeout=3600)
-            if upload.returncode != 0:
-                sys.exit(f"upload failed: {out}{err}")
-            titles.append(out.split(" as ", 1)[1].split()[0])
-        seconds = time.monotonic() - started
-        worker_cpu = namespace_cpu_seconds(hosts) - workers
+            titles = []
+            for upload in uploads:
+                out, err = upload.communicate(timeout=3600)
+                if upload.returncode != 0:
+                    sys.exit(f"upload failed: {out}{err}")
+                titles.append(out.split(" as ", 1)[1].split()[0])
+            seconds = time.monotonic() - started
+        worker_cpu = workers.seconds
         control_cpu = busy_seconds() - busy - worker_cpu
         return Run(len(hosts), seconds, titles, worker_cpu_s=worker_cpu, control_cpu_s=control_cpu)
     finally:
