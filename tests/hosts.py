@@ -78,20 +78,27 @@ class Host:
     def run(self, args: Sequence[str], **options: Any) -> subprocess.CompletedProcess[Any]:
         return subprocess.run(["ip", "netns", "exec", self.namespace, *args], **options)
 
-    def shape(self, egress: str | None = None, ingress: str | None = None, burst: str = "256kb") -> None:
+    def shape(
+        self,
+        egress: str | None = None,
+        ingress: str | None = None,
+        burst: str = "256kb",
+        queue: str = "50ms",
+    ) -> None:
         """Limit the card (``tbf``, e.g. ``"200mbit"``): ``egress`` what it sends, ``ingress`` what it
         receives. Called again, it changes the rate of a running link. ``burst`` is what passes at once
-        after a pause (and after every change): a few KB make a slow link slow from its first byte."""
+        after a pause (and after every change): a few KB make a slow link slow from its first byte.
+        ``queue`` is how long a packet may wait before the link drops it instead."""
         if egress:
-            _tbf("eth0", egress, self.namespace, burst)
+            _tbf("eth0", egress, self.namespace, burst, queue)
         if ingress:
-            _tbf(self.outer, ingress, None, burst)
+            _tbf(self.outer, ingress, None, burst, queue)
 
     def cut(self) -> None:
         """Let next to nothing reach the host (tbf at 1 kbit/s, a 2 KB bucket): an outage, yet the link
         stays up, so connections wait rather than fail. ``shape(ingress=...)`` brings it back. (netem's
         100 % loss would be the textbook way, but not every kernel has sch_netem.)"""
-        _tbf(self.outer, "1kbit", None, "2kb")
+        _tbf(self.outer, "1kbit", None, "2kb", "50ms")
 
     def pids(self) -> list[int]:
         listed = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True,
@@ -113,9 +120,9 @@ class Host:
                 process.wait(5)
 
 
-def _tbf(device: str, rate: str, namespace: str | None, burst: str) -> None:
+def _tbf(device: str, rate: str, namespace: str | None, burst: str, queue: str) -> None:
     # burst: at least rate/HZ; 256 KiB keeps 200 Mbit/s+ exact; latency bounds the queue as a card's would.
-    _tc("qdisc", "replace", "dev", device, "root", "tbf", "rate", rate, "burst", burst, "latency", "50ms",
+    _tc("qdisc", "replace", "dev", device, "root", "tbf", "rate", rate, "burst", burst, "latency", queue,
         namespace=namespace)  # fmt: skip
 
 

@@ -131,13 +131,17 @@ def compare(hlsjs: dict[str, Any], surge: dict[str, Any]) -> Comparison:
 
 
 BURST = "16kb"  # a real link is slow from its first byte; tbf's bucket would otherwise leak a burst
+# An access link's queue: at 1 Mbit/s, tbf's usual 50 ms holds 4 packets, and which of two responses
+# starting together loses its first packets there decides by chance how the link is shared (hls.js's own
+# runs then differ by whole rungs). Home links queue hundreds of milliseconds.
+QUEUE = "200ms"
 
 
 def _shape(host: Host, rate: str | None) -> None:
     if rate is None:
         host.cut()
     else:
-        host.shape(ingress=rate, burst=BURST)
+        host.shape(ingress=rate, burst=BURST, queue=QUEUE)
 
 
 def _read_line(process: subprocess.Popen[str], timeout: float, what: str) -> str:
@@ -290,7 +294,8 @@ def document(command: str, rows: list[tuple[str, dict, dict, Comparison]]) -> st
     setting = (
         f"`{command}` (as root) — {time.strftime('%Y-%m-%d')}, {rows[0][1]['player']} in Debian's headless "
         f"Chromium vs {rows[0][2]['player']}, both at once, each alone behind its own `tc tbf`-shaped "
-        "downlink (16 KB bucket; a network namespace per player, the origin on the lab's bridge), on a "
+        f"downlink ({BURST[:-2]} KB bucket, a {QUEUE[:-2]} ms queue; a network namespace per player, the "
+        "origin on the lab's bridge), on a "
         f"{TITLE_SECONDS:.0f} s 1280x720 title packaged with the default ladder (6 s segments, audio apart). "
         "Shares are of media time played; switches are as played; times are wall seconds from the start of "
         "loading. Targets: shares within 10 points (sum of absolute differences), switches within ±1, stall "
