@@ -335,7 +335,7 @@ def main() -> int:
     )
     parser.add_argument("--only", nargs="+", help="schedules whose name starts with one of these words")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of every schedule (default 1)")
+    parser.add_argument("--repeat", type=int, default=4, help="runs of every schedule, pooled (default 4)")
     parser.add_argument("--render", type=Path, help="write the doc from a saved raw results file; no run")
     args = parser.parse_args()
     if args.render is not None:
