@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 
 from common import write_doc  # noqa: E402
-from run import busy_seconds, cpu_seconds, listening, machine, stop, upload  # noqa: E402
+from run import busy_seconds, cpu_seconds, listening, machine, pin, stop, upload  # noqa: E402
 
 from edge.router.scaler import ScalerConfig, parse_capacity  # noqa: E402
 from tests.cluster.conftest import Cluster, kill_edges  # noqa: E402
@@ -139,10 +139,6 @@ def run_started(report: Path) -> float:
     return report.stat().st_mtime - float(data["wall_s"])
 
 
-def pinned(cpu: str | None) -> list[str]:
-    return ["taskset", "-c", cpu] if cpu is not None else []
-
-
 def loadtest(
     host: Host,
     log: Path,
@@ -155,7 +151,7 @@ def loadtest(
     with log.open("ab") as out:
         argv = [*SURGE, "loadtest", url, "--allow-remote", "--quiet", "--report", str(report), *args]
         return host.popen(
-            [*pinned(cpu), *argv],
+            [*pin(cpu), *argv],
             stdin=DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -199,7 +195,7 @@ def run_variant(
     if edges[1] > 1 and args.standby_edges:
         flags += ["--standby-edges", str(args.standby_edges)]
     argv = [
-        *pinned(SERVER_CPU if args.pin else None),
+        *pin(SERVER_CPU if args.pin else None),
         *SURGE,
         "up",
         "--data",

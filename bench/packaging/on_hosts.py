@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 sys.path.insert(0, str(ROOT / "bench" / "flashcrowd"))  # its run.py: starting and stopping servers
 
 from common import write_doc  # noqa: E402
-from run import busy_seconds, listening, machine, stop  # noqa: E402
+from run import busy_seconds, listening, machine, pin, stop  # noqa: E402
 
 from tests.hosts import Host, Lab, RayCluster, unavailable_reason  # noqa: E402
 from transcoder.sample import make_sample  # noqa: E402
@@ -88,10 +88,6 @@ def psnr(rendition: Path, source: Path) -> float:
     return float(found[1])
 
 
-def pinned(cpus: str | None) -> list[str]:
-    return ["taskset", "-c", cpus] if cpus else []
-
-
 class HostsCpu:
     """CPU seconds of the hosts' processes over a period: /proc read every ``interval`` s, each process's
     last reading kept, because a host's processes come and go (a Ray worker per lease, killed with its
@@ -138,7 +134,7 @@ def start_origin(
     lab: Lab, ray: RayCluster, data: Path, log: Path, chunk_seconds: int, control_cpus: str | None
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SURGE_ADMIN_TOKEN": TOKEN, "RAY_AUTH_MODE": ray.env["RAY_AUTH_MODE"]}
-    argv = [*pinned(control_cpus), *SURGE, "origin", "--data", str(data), "--host", lab.address,
+    argv = [*pin(control_cpus), *SURGE, "origin", "--data", str(data), "--host", lab.address,
             "--port", "0", "--packagers", "ray",
             "--ray-address", ray.address, "--ray-namespace", f"bench-{data.name}",
             "--chunk-seconds", str(chunk_seconds), "--no-access-log"]  # fmt: skip
@@ -158,7 +154,7 @@ def package(lab: Lab, ray: RayCluster, hosts: Sequence[Host], work: Path, name: 
         started, busy = time.monotonic(), busy_seconds()
         with HostsCpu(hosts) as workers:
             commands = [
-                [*pinned(control_cpus), *SURGE, "upload", str(source), "--server", url,
+                [*pin(control_cpus), *SURGE, "upload", str(source), "--server", url,
                  "--name", f"{name}-{i}", "--wait", "--quiet"]
                 for i, source in enumerate(sources)
             ]  # fmt: skip
