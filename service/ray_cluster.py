@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import threading
 from typing import Any
@@ -25,16 +24,17 @@ CALL_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 60.0
 
 
+def _not_sigterm_warning(record: logging.LogRecord) -> bool:
+    return "SIGTERM handler is not set" not in record.getMessage()
+
+
 def _quiet_signals() -> None:
     """The server's own SIGTERM/SIGINT handling stays in charge: ray.init runs off the main thread so that
     Ray does not replace it (Ray warns that it did not, which is the point), and Ray's failure signal
-    handler, which would print a stack trace on every graceful stop, is not installed (Ray reads its
-    ``RAY_DISABLE_FAILURE_SIGNAL_HANDLER`` when first imported, which may have been before this)."""
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    handler, which would print a stack trace on every graceful stop, is not installed. Ray reads its
+    ``RAY_DISABLE_FAILURE_SIGNAL_HANDLER`` once, when first imported, so the constant is set instead."""
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
-    logging.getLogger("ray._private.worker").addFilter(
-        lambda record: "SIGTERM handler is not set" not in record.getMessage()
-    )
+    logging.getLogger("ray._private.worker").addFilter(_not_sigterm_warning)  # added once, however often
 
 
 def _init_ray(options: dict[str, Any], joined: asyncio.Future[None]) -> None:
