@@ -40,8 +40,8 @@ script.onload = () => {
   video.muted = true; video.autoplay = true; video.playsInline = true;
   document.body.appendChild(video);
   const hls = new Hls();
-  const trace = {t0: null, startup: null, waiting: null, stalls: 0, stallTime: 0, frags: [], loads: [],
-                 fetches: [], ended: false, end: null, version: Hls.version};
+  const trace = {t0: null, startup: null, waiting: null, stalls: 0, stallTime: 0, frags: [], fetches: [],
+                 ended: false, end: null, version: Hls.version};
   const now = () => (performance.now() - trace.t0) / 1000;
   video.addEventListener('playing', () => {
     if (trace.startup === null) trace.startup = now();
@@ -57,10 +57,6 @@ script.onload = () => {
   hls.on(Hls.Events.FRAG_BUFFERED, (_, data) => {
     const s = data.stats, frag = data.frag;
     if (frag.sn === 'initSegment') return;
-    if (frag.type === 'main') {
-      trace.loads.push([now(), frag.sn, frag.level, s.loaded,
-                        (s.loading.end - s.loading.start) / 1000, s.bwEstimate]);
-    }
     trace.fetches.push([frag.type, frag.sn, frag.level, s.loaded, at(s.loading.start), at(s.loading.first),
                         at(s.loading.end), at(s.parsing.end), s.bwEstimate]);
   });
@@ -106,7 +102,6 @@ def summary(state: dict[str, object]) -> dict[str, object]:
         "switches": switches,
         "first_switch": first,
         "ended": trace["ended"],
-        "loads": trace["loads"],  # per video segment: time, index, level, bytes, load s, estimate after
         # per segment, audio too: type, index, level, bytes, sent, first byte, loaded, parsed, estimate
         "fetches": trace["fetches"],
     }
