@@ -104,15 +104,22 @@ def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def by_schedule(rows: list[tuple[str, dict, dict, Comparison]]) -> list[tuple[str, dict, dict, Comparison]]:
-    """Every schedule's runs pooled per player (``pooled``) and compared: what the targets judge."""
+def runs_by_schedule(
+    rows: list[tuple[str, dict, dict, Comparison]],
+) -> dict[str, tuple[list[dict], list[dict]]]:
+    """Each schedule's runs (labelled "<schedule>, run N"): (hls.js's results, surge's), in run order."""
     runs: dict[str, tuple[list[dict], list[dict]]] = {}
     for label, hlsjs, surge, _ in rows:
         both = runs.setdefault(label.split(", run ")[0], ([], []))
         both[0].append(hlsjs)
         both[1].append(surge)
+    return runs
+
+
+def by_schedule(rows: list[tuple[str, dict, dict, Comparison]]) -> list[tuple[str, dict, dict, Comparison]]:
+    """Every schedule's runs pooled per player (``pooled``) and compared: what the targets judge."""
     out = []
-    for name, (hlsjs_runs, surge_runs) in runs.items():
+    for name, (hlsjs_runs, surge_runs) in runs_by_schedule(rows).items():
         hlsjs, surge = pooled(hlsjs_runs), pooled(surge_runs)
         out.append((name, hlsjs, surge, compare(hlsjs, surge)))
     return out
@@ -262,11 +269,8 @@ def table(rows: list[tuple[str, dict, dict, Comparison]], labels: list[str]) -> 
 
 def spread(rows: list[tuple[str, dict, dict, Comparison]]) -> list[tuple[str, Comparison]]:
     """Per schedule run more than once: the largest difference between two of hls.js's own runs."""
-    runs: dict[str, list[dict]] = {}
-    for label, hlsjs, _, _ in rows:
-        runs.setdefault(label.split(", run ")[0], []).append(hlsjs)
     out = []
-    for name, results in runs.items():
+    for name, (results, _) in runs_by_schedule(rows).items():
         pairs = [compare(a, b) for i, a in enumerate(results) for b in results[i + 1 :]]
         if pairs:
             out.append(
