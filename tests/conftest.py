@@ -39,14 +39,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def make_source(tmp_path_factory: pytest.TempPathFactory) -> MakeSource:
-    """``make_source(name, **shape)`` → a generated file, made once per session per name."""
+    """``make_source(name, **shape)`` → a generated file named ``name``, made once per session per name and
+    shape: two tests asking for one name in different shapes get a file each."""
     directory = tmp_path_factory.mktemp("sources")
-    made: dict[str, Path] = {}
+    made: dict[tuple[str, str], Path] = {}
 
     def make(name: str, **shape: object) -> Path:
-        if name not in made:
-            made[name] = make_sample(directory / name, **shape)
-        return made[name]
+        key = (name, repr(sorted(shape.items())))
+        if key not in made:
+            shape_directory = directory / str(len(made))
+            shape_directory.mkdir()
+            made[key] = make_sample(shape_directory / name, **shape)
+        return made[key]
 
     return make
 

@@ -12,6 +12,7 @@ import pytest
 
 from media.errors import AlreadyExists, DamagedMedia, InsufficientStorage, UnsupportedMedia
 from media.ladder import Rung
+from media.probe import probe_source
 from tests.conftest import MakeSource, ffmpeg_pids_under
 from tests.origin.conftest import small_filesystem
 from tests.transcoder.checks import check_title
@@ -77,6 +78,15 @@ def test_packaged_title_passes_every_rule(
     assert (facts["title"]["audio"] is None) == (shape.get("audio") is False)
     assert progress and progress[-1] == 1.0 and progress == sorted(progress)
     assert leftovers(tmp_path) == []
+
+
+def test_one_source_name_in_two_shapes_gives_two_files(make_source: MakeSource) -> None:
+    # The session's sources are shared by every test a worker runs, in whatever order they come.
+    short = make_source("shaped.mp4", width=160, height=120, duration=2)
+    longer = make_source("shaped.mp4", width=160, height=120, duration=3)
+    assert short != longer and short.name == longer.name == "shaped.mp4"
+    assert make_source("shaped.mp4", duration=2, height=120, width=160) == short
+    assert [round(probe_source(p).duration) for p in (short, longer)] == [2, 3]
 
 
 def test_segments_are_cut_at_the_target(make_source: MakeSource, tmp_path: Path) -> None:
