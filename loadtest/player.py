@@ -333,13 +333,15 @@ class PlayerCore:
         return False
 
     def _beyond_video(self, start: float) -> bool:
-        """An audio segment starting after the end of the video segment loading waits for the next video
-        one (hls.js audio-stream-controller doTickIdle, ``atBufferSyncLimit``: audio loads up to one
-        fragment ahead of the main fragment loading)."""
+        """An audio segment starting where the video segment loading ends, or later, waits for the next
+        video one (hls.js audio-stream-controller doTickIdle, ``atBufferSyncLimit``: ``frag.start >
+        mainFragLoading.end``). hls.js sums its starts from EXTINF durations, so a start that ties the end
+        counts as later: in every trace of the abr-fidelity bench, audio segment n is requested with video
+        segment n, never while video segment n - 1 loads."""
         loading = self._loading.get(VIDEO)
         if not isinstance(loading, LoadSegment):
             return False
-        return start > self.video.timelines[loading.rung].end_of(loading.index) + _EPSILON
+        return start > self.video.timelines[loading.rung].end_of(loading.index) - _EPSILON
 
     def timeline(self, track: str, rung: int) -> Timeline:
         return self._track(track).timelines[rung]

@@ -41,7 +41,7 @@ script.onload = () => {
   document.body.appendChild(video);
   const hls = new Hls();
   const trace = {t0: null, startup: null, waiting: null, stalls: 0, stallTime: 0, frags: [], fetches: [],
-                 ended: false, end: null, version: Hls.version};
+                 requests: [], aborts: [], ended: false, end: null, version: Hls.version};
   const now = () => (performance.now() - trace.t0) / 1000;
   video.addEventListener('playing', () => {
     if (trace.startup === null) trace.startup = now();
@@ -59,6 +59,13 @@ script.onload = () => {
     if (frag.sn === 'initSegment') return;
     trace.fetches.push([frag.type, frag.sn, frag.level, s.loaded, at(s.loading.start), at(s.loading.first),
                         at(s.loading.end), at(s.parsing.end), s.bwEstimate]);
+  });
+  hls.on(Hls.Events.FRAG_LOADING, (_, data) => {
+    const frag = data.frag;
+    if (frag.sn !== 'initSegment') trace.requests.push([frag.type, frag.sn, frag.level, now()]);
+  });
+  hls.on(Hls.Events.FRAG_LOAD_EMERGENCY_ABORTED, (_, data) => {
+    trace.aborts.push([data.frag.type, data.frag.sn, data.frag.level, data.stats.loaded, now()]);
   });
   hls.on(Hls.Events.FRAG_CHANGED, (_, data) => {
     trace.frags.push([now(), video.currentTime, data.frag.level]);
@@ -104,6 +111,10 @@ def summary(state: dict[str, object]) -> dict[str, object]:
         "ended": trace["ended"],
         # per segment, audio too: type, index, level, bytes, sent, first byte, loaded, parsed, estimate
         "fetches": trace["fetches"],
+        # every segment request (type, index, level, sent) and the abandon rule's aborts (type, index,
+        # level, bytes loaded, when)
+        "requests": trace["requests"],
+        "aborts": trace["aborts"],
     }
 
 

@@ -392,6 +392,19 @@ def rendition_share(
     return on / total if total else None
 
 
+def shares_by_window(
+    reports: Sequence[tuple[float, Mapping[str, Any]]],
+    label: str | None,
+    start: float,
+    end: float,
+    step: float,
+) -> list[float | None]:
+    """``rendition_share`` over consecutive windows of ``step`` seconds from ``start`` (the last one ends at
+    ``end``, shorter if need be): how the share climbs."""
+    bounds = [start + i * step for i in range(math.ceil((end - start) / step))] if end > start else []
+    return [rendition_share(reports, label, a, min(a + step, end)) for a in bounds]
+
+
 def top_label(reports: Sequence[Mapping[str, Any]]) -> str | None:
     """The label of the highest-bitrate rendition the reports' viewers played."""
     renditions = [r for report in reports for r in report["viewers"]["renditions"]]
@@ -555,6 +568,7 @@ def summarize(o: Outcome, args: argparse.Namespace) -> dict[str, Any]:
         "scaled_out_s": rel(scaled),
         "once_scaled_from_s": rel(once_scaled),
         "top_share_once_scaled": rendition_share(crowd_runs, top, once_scaled, crowd_end),
+        "top_share_by_minute": shares_by_window(crowd_runs, top, once_scaled, crowd_end, 60.0),
         "rebuffer_once_scaled": stalled_share(crowd_runs, once_scaled, crowd_end),
         "mbit_once_scaled": delivered_mbit(every, once_scaled, crowd_end),
         # What a crowd viewer received once scaled out, beside the top rung's average bit rate.
@@ -696,7 +710,8 @@ def report(args: argparse.Namespace, summaries: list[dict[str, Any]], command: s
         "edge hosts, "
         f"each a Ray worker node with one `surge_edge` unit and its card shaped to {args.host_rate} "
         "both ways "
-        f"(`tc tbf`); {args.crowd_processes} player hosts, unshaped; `surge up --backend ray` "
+        f"(`tc tbf`, a {args.host_queue} queue); {args.crowd_processes} player hosts, unshaped; "
+        "`surge up --backend ray` "
         "(origin with its "
         "access log, fleet) and the Ray head on the bridge address in the root namespace. "
         + (
@@ -772,6 +787,14 @@ def report(args: argparse.Namespace, summaries: list[dict[str, Any]], command: s
         )
     lines += [
         "",
+        "Top rendition once scaled out, minute by minute (a viewer plays the buffer it fetched before it "
+        f"climbed, up to {BUFFER_S:g} s of it, so the play time shows a climb that late):",
+        "",
+    ]
+    for s in summaries:
+        lines.append(f"- {s['name']}: " + " / ".join(pct(share) for share in s["top_share_by_minute"]))
+    lines += [
+        "",
         "Load generators (share of one core: mean / max; seconds saturated above 90 % / starved "
         "waiting for a CPU above 10 %):",
         "",
@@ -827,6 +850,7 @@ def main(argv: list[str]) -> None:
     add = parser.add_argument
     add("--hosts", type=int, default=4, help="edge hosts, one edge each (default 4)")
     add("--host-rate", default="200mbit", help="each edge host's card, both ways (default 200mbit)")
+    add("--host-queue", default="50ms", help="how long a packet may wait in a card's queue (default 50ms)")
     add("--edge-capacity", help="surge's --edge-capacity (default 2000rps,<0.9 x --host-rate>)")
     add("--players", type=int, default=250, help="crowd viewers (default 250)")
     add("--background", type=int, default=40, help="calm viewers (default 40)")
@@ -834,8 +858,8 @@ def main(argv: list[str]) -> None:
     add("--calm", type=float, default=30.0, help="seconds of calm viewers only (default 30)")
     add("--calm-ramp", type=float, default=10.0, help="seconds over which they arrive (default 10)")
     add("--ramp", type=float, default=10.0, help="seconds over which the crowd arrives (default 10)")
-    add("--duration", type=float, default=75.0, help="seconds the crowd's load tests last (default 75)")
-    add("--title-duration", type=float, default=120.0, help="seconds of the crowd title (default 120)")
+    add("--duration", type=float, default=300.0, help="seconds the crowd's load tests last (default 300)")
+    add("--title-duration", type=float, default=330.0, help="seconds of the crowd title (default 330)")
     add(
         "--viewer-options",
         default="",
@@ -894,10 +918,9 @@ def main(argv: list[str]) -> None:
         titles = upload(data, work, {"crowd": crowd_source, "calm": calm_source}, SURGE, os.environ)
         ray = RayCluster(lab, RAY, cpus=SERVER_CPU if args.pin else None)
         try:
-            edge_hosts = [
-                lab.add_host(f"edge{i}", egress=args.host_rate, ingress=args.host_rate)
-                for i in range(args.hosts)
-            ]
+            edge_hosts = [lab.add_host(f"edge{i}") for i in range(args.hosts)]
+            for host in edge_hosts:
+                host.shape(egress=args.host_rate, ingress=args.host_rate, queue=args.host_queue)
             players = [lab.add_host(f"player{i}") for i in range(args.crowd_processes)]
             for host in edge_hosts:
                 ray.add_node(host, {"surge_edge": 1})

@@ -148,6 +148,14 @@ def test_rendition_share_is_of_the_play_time_in_the_rows_inside_the_span() -> No
     assert hosts.rendition_share([(T0, a)], None, T0, T0 + 3) is None
 
 
+def test_shares_by_window_split_the_span_and_the_last_window_ends_with_it() -> None:
+    a = {"series": played_rows(*((t, {"234p": 1.0}) for t in range(1, 5)),
+                               *((t, {"540p": 1.0}) for t in range(5, 8)))}  # fmt: skip
+    assert hosts.shares_by_window([(T0, a)], "540p", T0, T0 + 7, 3.0) == [0.0, pytest.approx(2 / 3), 1.0]
+    assert hosts.shares_by_window([(T0, a)], "540p", T0, T0 + 6, 3.0) == [0.0, pytest.approx(2 / 3)]
+    assert hosts.shares_by_window([(T0, a)], "540p", T0 + 5, T0 + 5, 3.0) == []
+
+
 def test_the_top_label_is_the_highest_bitrate_played() -> None:
     def report(*renditions: tuple[str, int]) -> dict[str, Any]:
         return {"viewers": {"renditions": [{"label": label, "bitrate": rate} for label, rate in renditions]}}
@@ -208,6 +216,7 @@ def test_the_crowd_top_share_once_scaled_out_counts_the_seconds_after_the_new_ed
     summary = hosts.summarize(outcome, args)
     assert summary["once_scaled_from_s"] == 5.0
     assert summary["top_share_once_scaled"] == pytest.approx(15 / 20)  # rows 6..10 only
+    assert summary["top_share_by_minute"] == [pytest.approx(15 / 20)]
     assert summary["phases"]["crowd"]["top_share"] == 0.3  # the whole sessions', as the reports say
     assert [t.met for t in hosts.targets(summary, None) if "top rendition" in t.name] == [False]
 

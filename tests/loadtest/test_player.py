@@ -304,7 +304,7 @@ def test_settings_go_by_their_hls_js_names() -> None:
         assert player_model(PlayerConfig().with_settings(changes), profile)["changed"] == changes
 
 
-def test_video_and_audio_load_side_by_side_audio_at_most_a_segment_ahead() -> None:
+def test_video_and_audio_load_side_by_side_audio_no_further_than_the_video_loading() -> None:
     core = new_core()
     inf = float("inf")
     assert core.next_action(100.0) == LoadPlaylist(VIDEO, 0)
@@ -320,19 +320,19 @@ def test_video_and_audio_load_side_by_side_audio_at_most_a_segment_ahead() -> No
     assert core.next_action(100.4) == LoadSegment(VIDEO, 0, 0)  # both first segments at once
     assert core.next_action(100.4) == LoadSegment(AUDIO, 0, 0)
     core.on_segment(100.5, AUDIO, 0, 0, 30_000, 0.1)
-    # Audio segment 1 starts at 2 s, where video segment 0 (loading) ends: allowed; segment 2 is not.
-    assert core.next_action(100.5) == LoadSegment(AUDIO, 0, 1)
-    core.on_segment(100.6, AUDIO, 0, 1, 30_000, 0.1)
-    assert core.next_action(100.6) == Wait(inf)
+    # Audio segment 1 starts at 2 s, where video segment 0 (loading) ends: it waits for video segment 1.
+    assert core.next_action(100.5) == Wait(inf)
     core.on_segment(101.2, VIDEO, 0, 0, 50_000, 1.0, ttfb=0.0)
+    # No video segment loads now: the audio one may go first (the next video one waits for nothing).
     assert core.next_action(101.2) == LoadSegment(VIDEO, 0, 1)  # 400 kbit/s: 600k stays out of reach
-    # Audio segment 2 starts at 4 s, where video segment 1 (loading now) ends: allowed, and no further.
-    assert core.next_action(101.2) == LoadSegment(AUDIO, 0, 2)
-    assert core.next_action(101.2) == Wait(inf)
+    assert core.next_action(101.2) == LoadSegment(AUDIO, 0, 1)
     # A load reported as failed is no longer in flight: after the retry delay the track loads again.
-    core.on_failure(101.3, LoadSegment(AUDIO, 0, 2))
+    core.on_failure(101.3, LoadSegment(AUDIO, 0, 1))
     assert core.next_action(101.3) == Wait(102.3)
-    assert core.next_action(102.3) == LoadSegment(AUDIO, 0, 2)
+    assert core.next_action(102.3) == LoadSegment(AUDIO, 0, 1)
+    core.on_segment(102.4, AUDIO, 0, 1, 30_000, 0.1)
+    # Audio segment 2 starts at 4 s, where video segment 1 (loading) ends.
+    assert core.next_action(102.4) == Wait(inf)
 
 
 def test_a_video_sample_is_its_own_load_and_audio_is_not_sampled() -> None:
