@@ -84,7 +84,9 @@ STATE = """
 const t = window.surgeTrace, v = window.surgeVideo;
 return {ended: t.ended, position: v.currentTime, now: (performance.now() - t.t0) / 1000,
         stalled: t.waiting !== null ? (performance.now() - t.t0) / 1000 - t.waiting : 0,
-        trace: t};
+        trace: t, resources: performance.getEntriesByType('resource').filter(e => e.name.includes('/titles/'))
+          .map(e => [e.name.split('/').slice(-2).join('/'), ...[e.startTime, e.connectStart, e.connectEnd,
+                     e.requestStart, e.responseStart, e.responseEnd].map(at => (at - t.t0) / 1000)])};
 """
 
 
@@ -115,6 +117,9 @@ def summary(state: dict[str, object]) -> dict[str, object]:
         # level, bytes loaded, when)
         "requests": trace["requests"],
         "aborts": trace["aborts"],
+        # Chromium's Resource Timing of every title request: rendition/file, start, connect start and
+        # end (equal to start on a reused connection), request sent, first byte, last byte
+        "resources": state.get("resources", []),
     }
 
 
