@@ -13,6 +13,7 @@ raw results to bench/results/abr-fidelity/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -202,6 +203,11 @@ def play(lab_hosts: tuple[Host, Host], origin: str, master: str, schedule: list[
                 json.loads(_read_line(p, LIMIT + 30, w))
                 for p, w in ((browser, "chromium"), (viewer, "viewer"))
             ]
+            for process in (browser, viewer):
+                # browser.py quits Chromium, and chromedriver removes the profile it made (14 MB) then:
+                # killed before, they stay in /tmp.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(30)
         finally:
             stop_shaping.set()
             thread.join(10)
