@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,10 +20,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.chromium import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
+from tests.chromium import CHROMEDRIVER, chromium_options
 
-FLAGS = (
-    *CHROMIUM_FLAGS,
+PLAYBACK_FLAGS = (
     "--autoplay-policy=no-user-gesture-required",
     "--disable-background-media-suspend",
     "--disable-renderer-backgrounding",
@@ -125,30 +125,28 @@ def summary(state: dict[str, object]) -> dict[str, object]:
 
 def main() -> int:
     origin, master, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
-        driver.set_script_timeout(30)
-        driver.get(f"{origin}/healthz")
-        version = driver.execute_async_script(SETUP)
-        if not isinstance(version, str) or not version[:1].isdigit():
-            print(json.dumps({"error": str(version)}), flush=True)
-            return 1
-        print("ready", flush=True)
-        sys.stdin.readline()
-        driver.execute_script(START, master)
-        deadline = time.monotonic() + limit
-        state = driver.execute_script(STATE)
-        while not state["ended"] and time.monotonic() < deadline:
-            time.sleep(0.25)
+    with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
+        options = chromium_options(profile, *PLAYBACK_FLAGS)
+        driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+        try:
+            driver.set_script_timeout(30)
+            driver.get(f"{origin}/healthz")
+            version = driver.execute_async_script(SETUP)
+            if not isinstance(version, str) or not version[:1].isdigit():
+                print(json.dumps({"error": str(version)}), flush=True)
+                return 1
+            print("ready", flush=True)
+            sys.stdin.readline()
+            driver.execute_script(START, master)
+            deadline = time.monotonic() + limit
             state = driver.execute_script(STATE)
-        print(json.dumps(summary(state)), flush=True)
-        return 0
-    finally:
-        driver.quit()
+            while not state["ended"] and time.monotonic() < deadline:
+                time.sleep(0.25)
+                state = driver.execute_script(STATE)
+            print(json.dumps(summary(state)), flush=True)
+            return 0
+        finally:
+            driver.quit()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.chromium import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
+from tests.chromium import CHROMEDRIVER, chromium_options
 from tests.conftest import MakeSource
 from tests.hosts import Host, Lab, RayCluster, unavailable_reason
 from tests.origin.conftest import OriginProcess, SurgeProcess, upload, wait_for_status
@@ -208,11 +208,7 @@ def chromium_on(host: Host, lab: Lab) -> Iterator[WebDriver]:
                 assert time.monotonic() < deadline, f"chromedriver on {host.name} does not answer"
                 time.sleep(0.1)
         with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
-            options = webdriver.ChromeOptions()
-            options.binary_location = str(CHROMIUM)
-            for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-                options.add_argument(flag)
-            browser = webdriver.Remote(command_executor=driver_url, options=options)
+            browser = webdriver.Remote(command_executor=driver_url, options=chromium_options(profile))
             try:
                 browser.set_page_load_timeout(30)
                 browser.set_script_timeout(30)

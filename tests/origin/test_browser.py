@@ -30,7 +30,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from origin.web import WEB_DIR
-from tests.chromium import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
+from tests.chromium import CHROMEDRIVER, CHROMIUM, chromium_options
 from tests.conftest import MakeSource, PrivateCA
 from tests.origin.conftest import TOKEN, OriginProcess, SurgeProcess, upload, wait_for_status
 
@@ -78,10 +78,7 @@ def chromium(*extra_flags: str) -> Iterator[WebDriver]:
     if not CHROMEDRIVER.exists():
         pytest.fail(f"{CHROMEDRIVER} is missing: `make test` installs chromium-driver with apt-get")
     with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = str(CHROMIUM)
-        for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
-            options.add_argument(flag)
+        options = chromium_options(profile, *extra_flags)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         try:
