@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from selenium import webdriver
@@ -22,12 +25,14 @@ CHROMIUM_FLAGS = (
 )
 
 
-def chromium_options(profile: Path | str, *extra_flags: str) -> webdriver.ChromeOptions:
-    """Options for Debian's Chromium with ``CHROMIUM_FLAGS`` and a profile in ``profile``, a directory the
-    caller makes and removes: left to chromedriver, the profile (14 MB) stays in /tmp whenever Chromium
-    is killed rather than quit."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    return options
+@contextlib.contextmanager
+def chromium_options(*extra_flags: str) -> Iterator[webdriver.ChromeOptions]:
+    """Options for Debian's Chromium with ``CHROMIUM_FLAGS`` and a profile in a temporary directory, removed
+    on exit: left to chromedriver, the profile (14 MB) stays in /tmp whenever Chromium is killed rather
+    than quit. Quit the browser before leaving the block."""
+    with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        yield options

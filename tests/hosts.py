@@ -31,6 +31,7 @@ from typing import Any
 NETWORK = ipaddress.ip_network("198.51.100.0/24")
 SLICE_PREFIX = 27  # 8 labs at once, 29 hosts each
 RECORDS = Path("/run/surge-labs")
+CARD_QUEUE = "50ms"  # how long a shaped link holds a packet before it drops it (tbf latency)
 
 
 def _ip(*args: str, namespace: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -83,7 +84,7 @@ class Host:
         egress: str | None = None,
         ingress: str | None = None,
         burst: str = "256kb",
-        queue: str = "50ms",
+        queue: str = CARD_QUEUE,
     ) -> None:
         """Limit the card (``tbf``, e.g. ``"200mbit"``): ``egress`` what it sends, ``ingress`` what it
         receives. Called again, it changes the rate of a running link. ``burst`` is what passes at once
@@ -98,7 +99,7 @@ class Host:
         """Let next to nothing reach the host (tbf at 1 kbit/s, a 2 KB bucket): an outage, yet the link
         stays up, so connections wait rather than fail. ``shape(ingress=...)`` brings it back. (netem's
         100 % loss would be the textbook way, but not every kernel has sch_netem.)"""
-        _tbf(self.outer, "1kbit", None, "2kb", "50ms")
+        _tbf(self.outer, "1kbit", None, "2kb", CARD_QUEUE)
 
     def pids(self) -> list[int]:
         listed = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -125,8 +124,7 @@ def summary(state: dict[str, object]) -> dict[str, object]:
 
 def main() -> int:
     origin, master, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
-        options = chromium_options(profile, *PLAYBACK_FLAGS)
+    with chromium_options(*PLAYBACK_FLAGS) as options:
         driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
         try:
             driver.set_script_timeout(30)

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -207,8 +206,8 @@ def chromium_on(host: Host, lab: Lab) -> Iterator[WebDriver]:
                 assert process.poll() is None, f"chromedriver on {host.name} exited: {process.returncode}"
                 assert time.monotonic() < deadline, f"chromedriver on {host.name} does not answer"
                 time.sleep(0.1)
-        with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
-            browser = webdriver.Remote(command_executor=driver_url, options=chromium_options(profile))
+        with chromium_options() as options:
+            browser = webdriver.Remote(command_executor=driver_url, options=options)
             try:
                 browser.set_page_load_timeout(30)
                 browser.set_script_timeout(30)

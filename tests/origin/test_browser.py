@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import re
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -77,8 +76,7 @@ def browser() -> Iterator[WebDriver]:
 def chromium(*extra_flags: str) -> Iterator[WebDriver]:
     if not CHROMEDRIVER.exists():
         pytest.fail(f"{CHROMEDRIVER} is missing: `make test` installs chromium-driver with apt-get")
-    with tempfile.TemporaryDirectory(prefix="surge-chromium-") as profile:
-        options = chromium_options(profile, *extra_flags)
+    with chromium_options(*extra_flags) as options:
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         try:
