@@ -101,6 +101,14 @@ class Host:
         100 % loss would be the textbook way, but not every kernel has sch_netem.)"""
         _tbf(self.outer, "1kbit", None, "2kb", CARD_QUEUE)
 
+    def forget_connections(self) -> None:
+        """Drop what the kernels remember of this host's earlier TCP connections (``tcp_metrics``: RTT,
+        cwnd, ssthresh), on both ends: the host's, and the root namespace's, where the lab's servers run.
+        A new connection would otherwise start from the last one's, and the address may have been
+        another lab's host an hour ago."""
+        _ip("tcp_metrics", "delete", self.address, check=False)  # fails when nothing is remembered
+        _ip("tcp_metrics", "flush", "all", namespace=self.namespace)
+
     def pids(self) -> list[int]:
         listed = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True,
                                 check=False, timeout=10)  # fmt: skip

@@ -1,10 +1,10 @@
 """One hls.js player in headless Chromium, run inside a player's network namespace by ``run.py``.
 
-Usage: ``browser.py ORIGIN MASTER_URL LIMIT_S``. Opens ORIGIN's ``/healthz`` (any page of the origin will
-do: the player script then loads hls.js from the same origin), builds a muted video element with the
-hls.js the origin serves (the player page's copy, default settings), prints ``ready``, waits for a line
-on stdin, plays MASTER_URL to the end (or LIMIT_S seconds) and prints one JSON line: startup, stalls,
-media seconds per level, switches as played, first switch — the same numbers ``viewer.py`` prints.
+Usage: ``browser.py SITE MASTER_URL LIMIT_S``. Opens SITE's ``/vendor/`` page, where a web server serves
+``origin/web`` (the player page's files), loads its hls.js (the player page's copy, default settings),
+builds a muted video element, prints ``ready``, waits for a line on stdin, plays MASTER_URL to the end
+(or LIMIT_S seconds) and prints one JSON line: startup, stalls, media seconds per level, switches as
+played, first switch — the same numbers ``viewer.py`` prints.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ PLAYBACK_FLAGS = (
 SETUP = """
 const done = arguments[arguments.length - 1];
 const script = document.createElement('script');
-script.src = '/static/vendor/hls.min.js';
+script.src = arguments[0];
 script.onload = () => {
   const video = document.createElement('video');
   video.muted = true; video.autoplay = true; video.playsInline = true;
@@ -123,13 +123,13 @@ def summary(state: dict[str, object]) -> dict[str, object]:
 
 
 def main() -> int:
-    origin, master, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    site, master, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
     with chromium_options(*PLAYBACK_FLAGS) as options:
         driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
         try:
             driver.set_script_timeout(30)
-            driver.get(f"{origin}/healthz")
-            version = driver.execute_async_script(SETUP)
+            driver.get(f"{site}/vendor/")
+            version = driver.execute_async_script(SETUP, f"{site}/vendor/hls.min.js")
             if not isinstance(version, str) or not version[:1].isdigit():
                 print(json.dumps({"error": str(version)}), flush=True)
                 return 1

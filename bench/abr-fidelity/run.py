@@ -166,15 +166,17 @@ def _read_line(process: subprocess.Popen[str], timeout: float, what: str) -> str
     raise RuntimeError(f"{what}: no answer within {timeout:.0f} s (exit status {process.poll()})")
 
 
-def play(lab_hosts: tuple[Host, Host], origin: str, master: str, schedule: list[Step]) -> tuple[dict, dict]:
-    """Both players at once, each behind its own downlink shaped by ``schedule``."""
+def play(lab_hosts: tuple[Host, Host], site: str, master: str, schedule: list[Step]) -> tuple[dict, dict]:
+    """Both players at once, each behind its own downlink shaped by ``schedule``; Chromium's page and
+    hls.js come from ``site``."""
     browser_host, viewer_host = lab_hosts
     for host in lab_hosts:
+        host.forget_connections()  # every run starts as a new viewer's first visit would
         _shape(host, schedule[0][1])
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     options: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True, "env": env}
     browser = browser_host.popen(
-        [sys.executable, str(HERE / "browser.py"), origin, master, str(LIMIT)], **options
+        [sys.executable, str(HERE / "browser.py"), site, master, str(LIMIT)], **options
     )
     viewer = viewer_host.popen([sys.executable, str(HERE / "viewer.py"), master, str(LIMIT)], **options)
     try:
@@ -305,7 +307,8 @@ def document(command: str, rows: list[tuple[str, dict, dict, Comparison]]) -> st
         f"`{command}` (as root) — {time.strftime('%Y-%m-%d')}, {rows[0][1]['player']} in Debian's headless "
         f"Chromium vs {rows[0][2]['player']}, both at once, each alone behind its own `tc tbf`-shaped "
         f"downlink ({BURST[:-2]} KB bucket, a {QUEUE[:-2]} ms queue; a network namespace per player, the "
-        "origin on the lab's bridge), on a "
+        "origin on the lab's bridge, Chromium's page and hls.js from a web server of their own; both ends "
+        "forget earlier connections before each run), on a "
         f"{TITLE_SECONDS:.0f} s 1280x720 title packaged with the default ladder (6 s segments, audio apart). "
         "Shares are of media time played; switches are as played; times are wall seconds from the start of "
         "loading. Targets: shares within 10 points (sum of absolute differences), switches within ±1, stall "
@@ -364,27 +367,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="surge-abr-") as scratch:
         data = args.data or Path(scratch) / "data"
         title = package(data)
-        with Lab("sa") as lab:
-            port = free_port()
-            origin = f"http://{lab.address}:{port}"
+        with Lab("sa") as lab, contextlib.ExitStack() as servers:
+            origin = f"http://{lab.address}:{free_port()}"
             argv = [sys.executable, "-m", "surge.cli", "origin", "--data", str(data), "--host", lab.address]
-            server = start(
-                [*argv, "--port", str(port), "--no-access-log"],
-                Path(scratch) / "origin.log",
-                f"{origin}/healthz",
-            )
-            try:
-                hosts = (lab.add_host("hj"), lab.add_host("sv"))
-                master = f"{origin}/titles/{title}/master.m3u8"
-                rows = []
-                for run in range(1, max(1, args.repeat) + 1):
-                    for name, schedule in schedules.items():
-                        label = name if args.repeat <= 1 else f"{name}, run {run}"
-                        print(f"{label} ...", file=sys.stderr, flush=True)
-                        hlsjs, surge = play(hosts, origin, master, schedule)
-                        rows.append((label, hlsjs, surge, compare(hlsjs, surge)))
-            finally:
-                stop(server)
+            argv += ["--port", origin.rsplit(":", 1)[1], "--no-access-log"]
+            servers.callback(stop, start(argv, Path(scratch) / "origin.log", f"{origin}/healthz"))
+            # The page and hls.js come from a web server of their own, as on a real site (media from a
+            # CDN). Loaded from the origin, hls.js's 400 KB would leave Chromium one connection to the
+            # origin whose congestion control already knows the link, which the first video segment
+            # then rides: an edge no viewer of the load tester has.
+            site = f"http://{lab.address}:{free_port()}"
+            argv = [sys.executable, "-m", "http.server", site.rsplit(":", 1)[1], "--bind", lab.address]
+            argv += ["--directory", str(ROOT / "origin" / "web")]
+            servers.callback(stop, start(argv, Path(scratch) / "site.log", f"{site}/vendor/hls.min.js"))
+            hosts = (lab.add_host("hj"), lab.add_host("sv"))
+            master = f"{origin}/titles/{title}/master.m3u8"
+            rows = []
+            for run in range(1, max(1, args.repeat) + 1):
+                for name, schedule in schedules.items():
+                    label = name if args.repeat <= 1 else f"{name}, run {run}"
+                    print(f"{label} ...", file=sys.stderr, flush=True)
+                    hlsjs, surge = play(hosts, site, master, schedule)
+                    rows.append((label, hlsjs, surge, compare(hlsjs, surge)))
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw = {"command": command, "rows": [{"schedule": n, "hlsjs": h, "surge": s} for n, h, s, _ in rows]}
     (RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(raw, indent=2) + "\n")

@@ -1,0 +1,66 @@
+"""The lab of emulated machines itself (tests/hosts.py): what benches and cluster tests rely on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.hosts import Host, Lab, free_port, unavailable_reason
+
+# A server that answers one connection with 200 KB, then exits: enough for both kernels to measure the
+# connection (RTT, cwnd) and remember it when it closes.
+SERVE_ONCE = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("up", flush=True)
+connection, _ = server.accept()
+connection.recv(100)
+connection.sendall(b"x" * 200_000)
+connection.close()
+"""
+FETCH = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
+    s.sendall(b"go")
+    while s.recv(65536):
+        pass
+"""
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no test hosts: {reason}")
+    with Lab("sh") as made:
+        yield made
+
+
+def remembered(host: Host) -> tuple[str, str]:
+    """What the root namespace and the host remember of their TCP connections, by peer address."""
+    root = subprocess.run(["ip", "tcp_metrics", "show", host.address], capture_output=True, text=True,
+                          check=False, timeout=10).stdout  # fmt: skip
+    inside = host.run(["ip", "tcp_metrics", "show"], capture_output=True, text=True, check=False, timeout=10)
+    return root, inside.stdout
+
+
+def test_forget_connections_clears_what_both_ends_remember(lab: Lab) -> None:
+    host = lab.add_host("a")
+    port = free_port(lab.address)
+    serve = [sys.executable, "-c", SERVE_ONCE, lab.address, str(port)]
+    with subprocess.Popen(serve, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "up"
+            host.run([sys.executable, "-c", FETCH, lab.address, str(port)], check=True, timeout=30)
+            server.wait(10)
+        finally:
+            server.kill()
+    root, inside = remembered(host)
+    assert host.address in root and lab.address in inside  # what a new connection would start from
+
+    host.forget_connections()
+
+    assert remembered(host) == ("", "")
