@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
 from loadtest import cmcd
@@ -103,6 +105,20 @@ class Exchange:
     body: bytes = b""
     x_cache: str | None = None
     served_by: str | None = None
+
+
+class NewestIdleFirst(aiohttp.TCPConnector):
+    """A pool that hands out the idle connection released last, as Chromium's socket pool does ("the
+    newest used idle socket", TransportClientSocketPool::AssignIdleSocketToRequest); aiohttp's own hands
+    out the oldest. It decides which connection carries which segment: with aiohttp's order, a viewer's
+    video segments all rode one connection and its audio ones the other, so the video connection grew the
+    larger window and took more of a shared link than in Chromium, where the two alternate."""
+
+    def _release(self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False) -> None:
+        super()._release(key, protocol, should_close=should_close)
+        idle = self._conns.get(key)
+        if idle and idle[-1][0] is protocol:
+            idle.rotate(1)  # aiohttp reuses from the left: the one just released goes there
 
 
 class Fetcher:
@@ -543,7 +559,7 @@ class Run:
         for url in (self.config.url, *self.config.titles):
             await guard.check(url)
         connections = _raise_open_files(self.config.total_players + 64)
-        connector = aiohttp.TCPConnector(
+        connector = NewestIdleFirst(
             limit=connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
         )
         timeout = aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=self.config.connect_timeout)
