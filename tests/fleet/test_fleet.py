@@ -207,10 +207,10 @@ async def test_flash_crowd_scale_out_failover_and_scale_in(tmp_path: Path, make_
         )  # fmt: skip
         assert counts and max(counts.values()) == 1, counts.most_common(3)
         print(f"scale-out to 3 edges in {scale_out_s:.1f} s; {crowd.statuses}")
-    finally:
-        if fleet_process is not None:
-            assert await asyncio.to_thread(fleet_process.stop) == 0
+    finally:  # both stopped, whatever failed: a failed check must not leave the origin running
+        fleet_status = await asyncio.to_thread(fleet_process.stop) if fleet_process is not None else 0
         origin.stop()
+    assert fleet_status == 0
     left = [pid for pid in seen_edges if Path(f"/proc/{pid}").exists()]
     assert left == [], "edges left behind"
 
