@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hosts import Host, Lab, free_port, unavailable_reason
+from tests.hosts import Host, Lab, unavailable_reason
 
-# A server that answers one connection with 200 KB, then exits: enough for both kernels to measure the
-# connection (RTT, cwnd) and remember it when it closes.
+# A server that prints its port, answers one connection with 200 KB, then exits: enough for both kernels
+# to measure the connection (RTT, cwnd) and remember it when it closes.
 SERVE_ONCE = """
 import socket, sys
-server = socket.create_server((sys.argv[1], int(sys.argv[2])))
-print("up", flush=True)
+server = socket.create_server((sys.argv[1], 0))
+print(server.getsockname()[1], flush=True)
 connection, _ = server.accept()
 connection.recv(100)
 connection.sendall(b"x" * 200_000)
@@ -49,12 +49,12 @@ def remembered(host: Host) -> tuple[str, str]:
 
 def test_forget_connections_clears_what_both_ends_remember(lab: Lab) -> None:
     host = lab.add_host("a")
-    port = free_port(lab.address)
-    serve = [sys.executable, "-c", SERVE_ONCE, lab.address, str(port)]
+    serve = [sys.executable, "-c", SERVE_ONCE, lab.address]
     with subprocess.Popen(serve, stdout=subprocess.PIPE, text=True) as server:
         try:
-            assert server.stdout is not None and server.stdout.readline().strip() == "up"
-            host.run([sys.executable, "-c", FETCH, lab.address, str(port)], check=True, timeout=30)
+            assert server.stdout is not None
+            port = server.stdout.readline().strip()  # the port it listens on
+            host.run([sys.executable, "-c", FETCH, lab.address, port], check=True, timeout=30)
             server.wait(10)
         finally:
             server.kill()

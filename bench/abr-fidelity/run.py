@@ -377,9 +377,9 @@ def main() -> int:
             # origin whose congestion control already knows the link, which the first video segment
             # then rides: an edge no viewer of the load tester has.
             site = f"http://{lab.address}:{free_port()}"
-            argv = [sys.executable, "-m", "http.server", site.rsplit(":", 1)[1], "--bind", lab.address]
-            argv += ["--directory", str(ROOT / "origin" / "web")]
-            servers.callback(stop, start(argv, Path(scratch) / "site.log", f"{site}/vendor/hls.min.js"))
+            site_argv = [sys.executable, "-m", "http.server", site.rsplit(":", 1)[1], "--bind", lab.address]
+            site_argv += ["--directory", str(ROOT / "origin" / "web")]
+            servers.callback(stop, start(site_argv, Path(scratch) / "site.log", f"{site}/vendor/hls.min.js"))
             hosts = (lab.add_host("hj"), lab.add_host("sv"))
             master = f"{origin}/titles/{title}/master.m3u8"
             rows = []

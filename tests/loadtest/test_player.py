@@ -323,7 +323,7 @@ def test_video_and_audio_load_side_by_side_audio_no_further_than_the_video_loadi
     # Audio segment 1 starts at 2 s, where video segment 0 (loading) ends: it waits for video segment 1.
     assert core.next_action(100.5) == Wait(inf)
     core.on_segment(101.2, VIDEO, 0, 0, 50_000, 1.0, ttfb=0.0)
-    # No video segment loads now: the audio one may go first (the next video one waits for nothing).
+    # Video segment 1 goes out, then audio segment 1 with it (it starts where video segment 0 ended).
     assert core.next_action(101.2) == LoadSegment(VIDEO, 0, 1)  # 400 kbit/s: 600k stays out of reach
     assert core.next_action(101.2) == LoadSegment(AUDIO, 0, 1)
     # A load reported as failed is no longer in flight: after the retry delay the track loads again.
