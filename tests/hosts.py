@@ -96,10 +96,13 @@ class Host:
             _tbf(self.outer, ingress, None, burst, queue)
 
     def cut(self) -> None:
-        """Let next to nothing reach the host (tbf at 1 kbit/s, a 2 KB bucket): an outage, yet the link
-        stays up, so connections wait rather than fail. ``shape(ingress=...)`` brings it back. (netem's
-        100 % loss would be the textbook way, but not every kernel has sch_netem.)"""
-        _tbf(self.outer, "1kbit", None, "2kb", CARD_QUEUE)
+        """An outage: every packet for the host is dropped (the ``blackhole`` qdisc), yet the link stays
+        up, so connections wait and retransmit rather than fail. ``shape(ingress=...)`` brings it back.
+        Not a trickle such as tbf at 1 kbit/s: there a packet that gets through waits seconds in the
+        queue, the sender's RTT estimate takes that in, and its retransmission timer then backs off for
+        tens of seconds after the link is back, which no real outage does. (netem's 100 % loss would do
+        too, but not every kernel has sch_netem.)"""
+        _tc("qdisc", "replace", "dev", self.outer, "root", "blackhole")
 
     def forget_connections(self) -> None:
         """Drop what the kernels remember of this host's earlier TCP connections (``tcp_metrics``: RTT,

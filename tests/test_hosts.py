@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,10 +24,20 @@ connection.close()
 """
 FETCH = """
 import socket, sys
+received = 0
 with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
     s.sendall(b"go")
-    while s.recv(65536):
-        pass
+    while chunk := s.recv(65536):
+        received += len(chunk)
+print(received)
+"""
+# Exits 0 when a connection to (address, port) is set up within a second, 1 when it times out.
+CONNECTS = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+except TimeoutError:
+    sys.exit(1)
 """
 
 
@@ -64,3 +75,29 @@ def test_forget_connections_clears_what_both_ends_remember(lab: Lab) -> None:
     host.forget_connections()
 
     assert remembered(host) == ("", "")
+
+
+def test_cut_drops_everything_for_the_host_and_a_transfer_resumes_after(lab: Lab) -> None:
+    host = lab.add_host("a")
+    host.shape(ingress="400kbit", burst="16kb", queue="200ms")  # 200 KB take 4 s
+    serve = [sys.executable, "-c", SERVE_ONCE, lab.address]
+    with subprocess.Popen(serve, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout is not None
+            port = server.stdout.readline().strip()
+            fetch = host.popen([sys.executable, "-c", FETCH, lab.address, port], stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
+            time.sleep(1)
+            host.cut()
+            # Not even a SYN-ACK gets through: a new connection times out, and the link sent nothing.
+            assert host.run([sys.executable, "-c", CONNECTS, lab.address, port], timeout=30).returncode == 1
+            stats = subprocess.run(["tc", "-s", "qdisc", "show", "dev", host.outer], capture_output=True,
+                                   text=True, check=True, timeout=10).stdout  # fmt: skip
+            assert "blackhole" in stats and " Sent 0 bytes 0 pkt (dropped 0," not in stats
+            assert " Sent 0 bytes 0 pkt (dropped " in stats
+            host.shape(ingress="400kbit", burst="16kb", queue="200ms")
+            received, _ = fetch.communicate(timeout=60)
+            assert fetch.returncode == 0 and int(received) == 200_000  # it waited, and lost nothing
+        finally:
+            server.kill()
+            host.kill()

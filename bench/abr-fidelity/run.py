@@ -3,7 +3,7 @@
 One hls.js player (the player page's npm copy, default settings, in Debian's headless Chromium) and one
 surge viewer, each alone in a network namespace of a lab (``tests/hosts.py``, prefix ``sa``) whose
 downlink is shaped with ``tc`` on the same schedule at the same instant: steady, step down, step up,
-sawtooth, outage. The origin (``surge origin``) serves a 60 s 720p title packaged with the default
+sawtooth, outage. The origin (``surge origin``) serves a 120 s 720p title packaged with the default
 ladder on the lab's bridge. Per schedule it prints both players' share of media time per rendition,
 switches (as played), first switch, stalls, stall time and startup, the differences, and whether they
 meet the targets; the table goes to docs/benchmarks.md (only this file's section is replaced) and the
@@ -39,9 +39,11 @@ from tests.hosts import Host, Lab, unavailable_reason  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "abr-fidelity"
 SECTION = "## Load tester: fidelity to hls.js"
-TITLE = "abr-fidelity"
-TITLE_SECONDS = 60.0
-LIMIT = 150.0  # seconds a player may take over the title, stalls included
+# Long enough that one 6 s segment on a neighbouring rung is 10 points, not 20, and that a sawtooth
+# period comes round six times rather than twice while the players still choose.
+TITLE_SECONDS = 120.0
+TITLE = f"abr-fidelity-{TITLE_SECONDS:.0f}s"
+LIMIT = TITLE_SECONDS + 90  # seconds a player may take over the title, stalls included
 Step = tuple[float, str | None]  # from this second on: a tbf rate, or None for an outage
 
 
@@ -89,7 +91,8 @@ def shares(played: dict[str, float]) -> dict[str, float]:
 def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One player's runs of one schedule as one result: each rendition's mean share of play, and the mean
     switch count, stall time and startup. A single run of hls.js is not a reference: the same schedule
-    played twice can differ by a segment or two on a neighbouring rung (20 points each on a 60 s title)."""
+    played twice can differ by a segment or two on a neighbouring rung (one 6 s segment on another rung is
+    1200 / TITLE_SECONDS points)."""
     levels = set().union(*(result["played"] for result in results))
     per_run = [shares(result["played"]) for result in results]
     startups = [result["startup"] for result in results if result["startup"] is not None]
@@ -221,7 +224,8 @@ def play(lab_hosts: tuple[Host, Host], site: str, master: str, schedule: list[St
 
 
 def package(data: Path) -> str:
-    """A 60 s 1280x720 test pattern with a tone, packaged with the default ladder into ``data``."""
+    """A 1280x720 test pattern with a tone, TITLE_SECONDS long, packaged with the default ladder into
+    ``data``."""
     titles = data / "titles"
     if (titles / TITLE / "master.m3u8").is_file():
         return TITLE
