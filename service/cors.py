@@ -1,6 +1,8 @@
 """CORS (Fetch standard, 3.2): the headers every surge server sends on public answers, and its preflight
 answer, so that a player page from another origin can read playlists and segments with Range or CMCD
-headers, whichever server (origin, edge, fleet) it talks to."""
+headers, whichever server (origin, edge, fleet) it talks to. With them goes ``Timing-Allow-Origin``
+(W3C Resource Timing): without it a browser hides a cross-origin response's connection, request and
+first-byte times from the page, which is what a player's QoE analytics measure."""
 
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ def cors_headers(allow_origin: str) -> dict[str, str]:
     """``allow_origin`` ``""`` turns CORS off."""
     if not allow_origin:
         return {}
-    return {"Access-Control-Allow-Origin": allow_origin, "Access-Control-Expose-Headers": EXPOSED_HEADERS}
+    return {
+        "Access-Control-Allow-Origin": allow_origin,
+        "Access-Control-Expose-Headers": EXPOSED_HEADERS,
+        "Timing-Allow-Origin": allow_origin,
+    }
 
 
 def preflight_headers(allow_origin: str, requested_headers: str | None) -> dict[str, str]:

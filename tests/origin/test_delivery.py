@@ -72,6 +72,7 @@ async def test_files_have_the_right_headers(
     parsedate_to_datetime(headers["Last-Modified"])
     assert headers["Access-Control-Allow-Origin"] == "*"
     assert "Content-Range" in headers["Access-Control-Expose-Headers"]
+    assert headers["Timing-Allow-Origin"] == "*"  # a cross-origin page sees the response's timings
 
 
 async def test_head_has_headers_and_no_body(published: Published) -> None:
