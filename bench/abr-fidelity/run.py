@@ -299,7 +299,21 @@ def spread(rows: list[tuple[str, dict, dict, Comparison]]) -> list[tuple[str, Co
     return out
 
 
-def document(command: str, rows: list[tuple[str, dict, dict, Comparison]]) -> str:
+def saved_runs(saved: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, dict, dict, Comparison]]]:
+    """Several raw results files as one run: their commands, and their rows with each schedule's runs
+    numbered on from one file to the next."""
+    rows: list[tuple[str, dict, dict, Comparison]] = []
+    runs: dict[str, int] = {}
+    for results in saved:
+        for row in results["rows"]:
+            name = row["schedule"].split(", run ")[0]
+            runs[name] = runs.get(name, 0) + 1
+            label = f"{name}, run {runs[name]}" if len(saved) > 1 or ", run " in row["schedule"] else name
+            rows.append((label, row["hlsjs"], row["surge"], compare(row["hlsjs"], row["surge"])))
+    return [results["command"] for results in saved], rows
+
+
+def document(commands: list[str], rows: list[tuple[str, dict, dict, Comparison]]) -> str:
     labels = [f"{rung.height}p" for rung in DEFAULT_LADDER]
     judged = by_schedule(rows)
     repeats = len(rows) // len(judged)
@@ -307,8 +321,11 @@ def document(command: str, rows: list[tuple[str, dict, dict, Comparison]]) -> st
     verdict = (
         f"Within targets: {passed} of {len(judged)} schedules. Raw results: `bench/results/abr-fidelity/`."
     )
+    quoted = " and ".join(f"`{command}`" for command in dict.fromkeys(commands))
+    if len(commands) > 1 and len(set(commands)) == 1:
+        quoted += f", {len(commands)} times"
     setting = (
-        f"`{command}` (as root) — {time.strftime('%Y-%m-%d')}, {rows[0][1]['player']} in Debian's headless "
+        f"{quoted} (as root) — {time.strftime('%Y-%m-%d')}, {rows[0][1]['player']} in Debian's headless "
         f"Chromium vs {rows[0][2]['player']}, both at once, each alone behind its own `tc tbf`-shaped "
         f"downlink ({BURST[:-2]} KB bucket, a {QUEUE[:-2]} ms queue; a network namespace per player, the "
         "origin on the lab's bridge, Chromium's page and hls.js from a web server of their own; both ends "
@@ -353,14 +370,16 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", help="schedules whose name starts with one of these words")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--repeat", type=int, default=4, help="runs of every schedule, pooled (default 4)")
-    parser.add_argument("--render", type=Path, help="write the doc from a saved raw results file; no run")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        help="write the doc from saved raw results files, their runs pooled; no run",
+    )
     args = parser.parse_args()
     if args.render is not None:
-        saved = json.loads(args.render.read_text())
-        rows = [
-            (r["schedule"], r["hlsjs"], r["surge"], compare(r["hlsjs"], r["surge"])) for r in saved["rows"]
-        ]
-        write_doc(SECTION, document(saved["command"], rows))
+        commands, rows = saved_runs([json.loads(path.read_text()) for path in args.render])
+        write_doc(SECTION, document(commands, rows))
         return 0
     reason = unavailable_reason()
     if reason is not None:
@@ -396,7 +415,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw = {"command": command, "rows": [{"schedule": n, "hlsjs": h, "surge": s} for n, h, s, _ in rows]}
     (RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(raw, indent=2) + "\n")
-    section = document(command, rows)
+    section = document([command], rows)
     print(section)
     if not args.no_doc:
         write_doc(SECTION, section)

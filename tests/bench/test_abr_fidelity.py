@@ -71,8 +71,25 @@ def test_the_document_judges_schedules_and_lists_every_run() -> None:
             (2, result({"0": 6, "1": 6, "2": 48}, switches=2), result({"0": 6, "2": 54})),
         )
     ]
-    text = fidelity.document("python bench/abr-fidelity/run.py --repeat 2", rows)
+    text = fidelity.document(["python bench/abr-fidelity/run.py --repeat 2"], rows)
     assert "Within targets: 1 of 1 schedules" in text
     assert "| steady | difference | 0.0 points | +0 |" in text
     assert "| steady, run 1 | difference | 20.0 points | +1 |" in text
     assert "| steady | 20.0 | +1 |" in text  # hls.js against itself
+
+
+def test_saved_runs_from_several_files_are_numbered_on_and_pooled() -> None:
+    command = "python bench/abr-fidelity/run.py --repeat 1"
+    one_segment_on_360p = result({"0": 6, "1": 6, "2": 48}, switches=2)
+    straight_to_432p = result({"0": 6, "2": 54})
+    first = {"command": command, "rows": [{"schedule": "steady", "hlsjs": straight_to_432p,
+                                           "surge": one_segment_on_360p}]}  # fmt: skip
+    second = {"command": command, "rows": [{"schedule": "steady", "hlsjs": one_segment_on_360p,
+                                            "surge": straight_to_432p}]}  # fmt: skip
+    commands, rows = fidelity.saved_runs([first, second])
+    assert commands == [command, command]
+    assert [label for label, *_ in rows] == ["steady, run 1", "steady, run 2"]
+    text = fidelity.document(commands, rows)
+    assert text.count(command) == 1 and f"`{command}`, 2 times" in text
+    assert "Judged on each schedule's 2 runs per player pooled" in text
+    assert "| steady | difference | 0.0 points | +0 |" in text
