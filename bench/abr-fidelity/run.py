@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
@@ -52,12 +53,27 @@ def _sawtooth() -> list[Step]:
     return [(4.0 * i, rates[i % len(rates)]) for i in range(int(TITLE_SECONDS // 4) + 10)]
 
 
-SCHEDULES: dict[str, list[Step]] = {
-    "steady 2.5 Mbit/s": [(0.0, "2500kbit")],
-    "step down 4 -> 0.8 Mbit/s at 20 s": [(0.0, "4000kbit"), (20.0, "800kbit")],
-    "step up 0.8 -> 4 Mbit/s at 20 s": [(0.0, "800kbit"), (20.0, "4000kbit")],
-    "sawtooth 1 -> 4 Mbit/s, 20 s period": _sawtooth(),
-    "outage 5 s at 20 s (2.5 Mbit/s)": [(0.0, "2500kbit"), (20.0, None), (25.0, "2500kbit")],
+def outage_start(run: int) -> float:
+    """When run ``run`` (from 1) cuts the link: somewhere in 18-24 s, one segment's duration, spread evenly
+    over the runs (golden-ratio steps). What an outage does depends on where it falls in the segment being
+    loaded (just started: the abandon rule restarts the estimate from a long, slow sample; nearly done: a
+    short stall of one request), and the viewer's timing repeats to the millisecond run after run, so an
+    outage at one instant would judge it on one case only."""
+    return 18.0 + 6.0 * ((run * 0.6180339887) % 1.0)
+
+
+def _outage(run: int) -> list[Step]:
+    start = outage_start(run)
+    return [(0.0, "2500kbit"), (start, None), (start + 5.0, "2500kbit")]
+
+
+# Per schedule, its steps for run N (from 1); both players get the same.
+SCHEDULES: dict[str, Callable[[int], list[Step]]] = {
+    "steady 2.5 Mbit/s": lambda _: [(0.0, "2500kbit")],
+    "step down 4 -> 0.8 Mbit/s at 20 s": lambda _: [(0.0, "4000kbit"), (20.0, "800kbit")],
+    "step up 0.8 -> 4 Mbit/s at 20 s": lambda _: [(0.0, "800kbit"), (20.0, "4000kbit")],
+    "sawtooth 1 -> 4 Mbit/s, 20 s period": lambda _: _sawtooth(),
+    "outage 5 s at 18-24 s (2.5 Mbit/s)": _outage,
 }
 # Targets, from the load tester's fidelity requirement.
 SHARE_POINTS = 10.0  # sum over renditions of |share difference|, percentage points
@@ -301,12 +317,14 @@ def spread(rows: list[tuple[str, dict, dict, Comparison]]) -> list[tuple[str, Co
 
 def saved_runs(saved: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, dict, dict, Comparison]]]:
     """Several raw results files as one run: their commands, and their rows with each schedule's runs
-    numbered on from one file to the next."""
+    numbered on from one file to the next. Runs of a schedule no longer defined are left out."""
     rows: list[tuple[str, dict, dict, Comparison]] = []
     runs: dict[str, int] = {}
     for results in saved:
         for row in results["rows"]:
             name = row["schedule"].split(", run ")[0]
+            if name not in SCHEDULES:
+                continue  # a schedule since redefined: its runs are not this one's
             runs[name] = runs.get(name, 0) + 1
             label = f"{name}, run {runs[name]}" if len(saved) > 1 or ", run " in row["schedule"] else name
             rows.append((label, row["hlsjs"], row["surge"], compare(row["hlsjs"], row["surge"])))
@@ -410,7 +428,7 @@ def main() -> int:
                 for name, schedule in schedules.items():
                     label = name if args.repeat <= 1 else f"{name}, run {run}"
                     print(f"{label} ...", file=sys.stderr, flush=True)
-                    hlsjs, surge = play(hosts, site, master, schedule)
+                    hlsjs, surge = play(hosts, site, master, schedule(run))
                     rows.append((label, hlsjs, surge, compare(hlsjs, surge)))
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw = {"command": command, "rows": [{"schedule": n, "hlsjs": h, "surge": s} for n, h, s, _ in rows]}

@@ -82,14 +82,28 @@ def test_saved_runs_from_several_files_are_numbered_on_and_pooled() -> None:
     command = "python bench/abr-fidelity/run.py --repeat 1"
     one_segment_on_360p = result({"0": 6, "1": 6, "2": 48}, switches=2)
     straight_to_432p = result({"0": 6, "2": 54})
-    first = {"command": command, "rows": [{"schedule": "steady", "hlsjs": straight_to_432p,
+    steady = "steady 2.5 Mbit/s"
+    first = {"command": command, "rows": [{"schedule": steady, "hlsjs": straight_to_432p,
                                            "surge": one_segment_on_360p}]}  # fmt: skip
-    second = {"command": command, "rows": [{"schedule": "steady", "hlsjs": one_segment_on_360p,
-                                            "surge": straight_to_432p}]}  # fmt: skip
+    old_outage = {"schedule": "outage 5 s at 20 s (2.5 Mbit/s)", "hlsjs": straight_to_432p,
+                  "surge": straight_to_432p}  # fmt: skip
+    second = {"command": command, "rows": [{"schedule": steady, "hlsjs": one_segment_on_360p,
+                                            "surge": straight_to_432p}, old_outage]}  # fmt: skip
     commands, rows = fidelity.saved_runs([first, second])
     assert commands == [command, command]
-    assert [label for label, *_ in rows] == ["steady, run 1", "steady, run 2"]
+    # The outage of an older harness (at 20 s, not 18-24 s) is not judged as today's.
+    assert [label for label, *_ in rows] == [f"{steady}, run 1", f"{steady}, run 2"]
     text = fidelity.document(commands, rows)
     assert text.count(command) == 1 and f"`{command}`, 2 times" in text
     assert "Judged on each schedule's 2 runs per player pooled" in text
-    assert "| steady | difference | 0.0 points | +0 |" in text
+    assert f"| {steady} | difference | 0.0 points | +0 |" in text
+
+
+def test_outages_fall_all_over_a_segment_and_each_run_has_its_own() -> None:
+    starts = [fidelity.outage_start(run) for run in range(1, 9)]
+    assert all(18.0 <= start < 24.0 for start in starts)
+    assert len(set(starts)) == 8
+    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
+    assert max(gaps) < 1.5 and min(sorted(starts)) < 19.0 and max(starts) > 23.0
+    steps = fidelity.SCHEDULES["outage 5 s at 18-24 s (2.5 Mbit/s)"](3)
+    assert steps == [(0.0, "2500kbit"), (starts[2], None), (starts[2] + 5.0, "2500kbit")]
