@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,9 +340,10 @@ def document(commands: list[str], rows: list[tuple[str, dict, dict, Comparison]]
     verdict = (
         f"Within targets: {passed} of {len(judged)} schedules. Raw results: `bench/results/abr-fidelity/`."
     )
-    quoted = " and ".join(f"`{command}`" for command in dict.fromkeys(commands))
-    if len(commands) > 1 and len(set(commands)) == 1:
-        quoted += f", {len(commands)} times"
+    quoted = " and ".join(
+        f"`{command}`" + (f" ({times} times)" if times > 1 else "")
+        for command, times in Counter(commands).items()
+    )
     setting = (
         f"{quoted} (as root) — {time.strftime('%Y-%m-%d')}, {rows[0][1]['player']} in Debian's headless "
         f"Chromium vs {rows[0][2]['player']}, both at once, each alone behind its own `tc tbf`-shaped "

@@ -94,7 +94,7 @@ def test_saved_runs_from_several_files_are_numbered_on_and_pooled() -> None:
     # The outage of an older harness (at 20 s, not 18-24 s) is not judged as today's.
     assert [label for label, *_ in rows] == [f"{steady}, run 1", f"{steady}, run 2"]
     text = fidelity.document(commands, rows)
-    assert text.count(command) == 1 and f"`{command}`, 2 times" in text
+    assert text.count(command) == 1 and f"`{command}` (2 times)" in text
     assert "Judged on each schedule's 2 runs per player pooled" in text
     assert f"| {steady} | difference | 0.0 points | +0 |" in text
 
