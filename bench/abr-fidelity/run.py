@@ -125,13 +125,24 @@ def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+RUN = ", run "  # a row's label: the schedule's name, then its run when it has several
+
+
+def run_label(schedule: str, run: int, numbered: bool) -> str:
+    return f"{schedule}{RUN}{run}" if numbered else schedule
+
+
+def schedule_of(label: str) -> str:
+    return label.split(RUN)[0]
+
+
 def runs_by_schedule(
     rows: list[tuple[str, dict, dict, Comparison]],
 ) -> dict[str, tuple[list[dict], list[dict]]]:
     """Each schedule's runs (labelled "<schedule>, run N"): (hls.js's results, surge's), in run order."""
     runs: dict[str, tuple[list[dict], list[dict]]] = {}
     for label, hlsjs, surge, _ in rows:
-        both = runs.setdefault(label.split(", run ")[0], ([], []))
+        both = runs.setdefault(schedule_of(label), ([], []))
         both[0].append(hlsjs)
         both[1].append(surge)
     return runs
@@ -323,11 +334,11 @@ def saved_runs(saved: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, 
     runs: dict[str, int] = {}
     for results in saved:
         for row in results["rows"]:
-            name = row["schedule"].split(", run ")[0]
+            name = schedule_of(row["schedule"])
             if name not in SCHEDULES:
                 continue  # a schedule since redefined: its runs are not this one's
             runs[name] = runs.get(name, 0) + 1
-            label = f"{name}, run {runs[name]}" if len(saved) > 1 or ", run " in row["schedule"] else name
+            label = run_label(name, runs[name], len(saved) > 1 or RUN in row["schedule"])
             rows.append((label, row["hlsjs"], row["surge"], compare(row["hlsjs"], row["surge"])))
     return [results["command"] for results in saved], rows
 
@@ -411,16 +422,17 @@ def main() -> int:
         data = args.data or Path(scratch) / "data"
         title = package(data)
         with Lab("sa") as lab, contextlib.ExitStack() as servers:
-            origin = f"http://{lab.address}:{free_port()}"
+            origin_port, site_port = free_port(), free_port()
+            origin = f"http://{lab.address}:{origin_port}"
             argv = [sys.executable, "-m", "surge.cli", "origin", "--data", str(data), "--host", lab.address]
-            argv += ["--port", origin.rsplit(":", 1)[1], "--no-access-log"]
+            argv += ["--port", str(origin_port), "--no-access-log"]
             servers.callback(stop, start(argv, Path(scratch) / "origin.log", f"{origin}/healthz"))
             # The page and hls.js come from a web server of their own, as on a real site (media from a
             # CDN). Loaded from the origin, hls.js's 400 KB would leave Chromium one connection to the
             # origin whose congestion control already knows the link, which the first video segment
             # then rides: an edge no viewer of the load tester has.
-            site = f"http://{lab.address}:{free_port()}"
-            site_argv = [sys.executable, "-m", "http.server", site.rsplit(":", 1)[1], "--bind", lab.address]
+            site = f"http://{lab.address}:{site_port}"
+            site_argv = [sys.executable, "-m", "http.server", str(site_port), "--bind", lab.address]
             site_argv += ["--directory", str(ROOT / "origin" / "web")]
             servers.callback(stop, start(site_argv, Path(scratch) / "site.log", f"{site}/vendor/hls.min.js"))
             hosts = (lab.add_host("hj"), lab.add_host("sv"))
@@ -428,7 +440,7 @@ def main() -> int:
             rows = []
             for run in range(1, max(1, args.repeat) + 1):
                 for name, schedule in schedules.items():
-                    label = name if args.repeat <= 1 else f"{name}, run {run}"
+                    label = run_label(name, run, args.repeat > 1)
                     print(f"{label} ...", file=sys.stderr, flush=True)
                     hlsjs, surge = play(hosts, site, master, schedule(run))
                     rows.append((label, hlsjs, surge, compare(hlsjs, surge)))
