@@ -262,10 +262,21 @@ class KeepLoading:
 
 @dataclass(frozen=True, slots=True)
 class SwitchDown:
-    """The segment will not arrive before the buffer runs dry, and a lower rung's would."""
+    """The segment will not arrive before the buffer runs dry, and a lower rung's would: drop the request
+    now and load the same segment from ``rung``.
+
+    Whatever abort hls.js's rule arms, the request goes at once: on ``FRAG_LOAD_EMERGENCY_ABORTED`` the
+    stream controller goes idle and loads the next fragment from the new level
+    (``onFragLoadEmergencyAborted``), and its fragment loader holds one request at a time
+    (``FragmentLoader.load`` aborts the one before). Seen in the abr-fidelity bench: the replacement is
+    requested within a millisecond of the rule firing, the segment it replaces ends there.
+    """
 
     rung: int  # load the next segments from here
-    abort_in: float | None  # seconds until the request is dropped (0: at once); None: let it finish
+    # hls.js ``abortAndSwitch`` ran first (the rest of the segment would take over twice the replacement's
+    # load time, on a rung above the lowest): the rung goes lower still (``lowest_switch``) and the
+    # estimate restarts from that rung's bitrate.
+    lowest: bool
     sample: bool  # the partial download is a throughput sample (bytes have arrived)
     # After sampling, an estimate that would still go up from this bit/s restarts from it (hls.js
     # ``resetEstimator``): a download this slow says the old estimate is stale.
@@ -289,9 +300,7 @@ def abandon_rule(
     It waits half the segment's duration, then compares the time the rest of it needs at the rate seen so
     far with the buffer left. When the buffer runs out first, it looks down the ladder for the highest rung
     whose segment loads within the buffer (and within a segment's duration) at that rate; if one does
-    sooner than the current request would finish, it switches there. The request is dropped at once when
-    it would take more than twice as long as the replacement, otherwise after the replacement's load time;
-    a switch down to the lowest rung lets it finish (hls.js aborts only above level 0).
+    sooner than the current request would finish, it switches there, dropping the request (``SwitchDown``).
     """
     rung, duration = loading.rung, loading.duration
     if rung <= 0 or loading.elapsed <= max(ttfb, duration / 2):
@@ -318,8 +327,8 @@ def abandon_rule(
     budget = Budget(levels[target].peak, 0.0, buffer, 1.0, 1.0)
     best = find_best(levels, budget, base=rung, top=target, fragment=duration, ttfb=ttfb, playlist=playlist)
     chosen = target if best is None else best
-    abort_in = (0.0 if remaining > 2 * replacement else replacement) if chosen > 0 else None
-    return SwitchDown(chosen, abort_in, first_byte, levels[target].peak)
+    lowest = chosen > 0 and remaining > 2 * replacement
+    return SwitchDown(chosen, lowest, first_byte, levels[target].peak)
 
 
 def lowest_switch(

@@ -226,8 +226,6 @@ class PlayerCore:
         self._forced: int | None = None  # the abandon rule's rung, until a segment of it loads
         self._fragment = 0.0  # duration of the last video segment loaded (hls.js fragCurrent)
         self._playlist_time = 0.0  # seconds the last video playlist took after its first byte
-        self._switched: LoadSegment | None = None  # the request the abandon rule has already judged
-        self._abort_at: float | None = None  # when that request is to be dropped
         self.abandons = 0
         self._loading: dict[str, Load] = {}  # per track, the request in flight (one at most)
         self.phase = Phase.BUFFERING
@@ -455,7 +453,6 @@ class PlayerCore:
                 self.estimator.sample_ttfb(ttfb * speed)
             took = (seconds - min(self.estimator.ttfb() / speed, seconds if ttfb is None else ttfb)) * speed
             self.estimator.sample(took, nbytes)
-            self._switched = self._abort_at = None
         self._errors = 0
         self._maybe_play(now)
 
@@ -464,14 +461,10 @@ class PlayerCore:
     ) -> LoadCheck:
         """While a video segment loads (sent at ``started``; ``loaded`` bytes so far, the first after
         ``ttfb``): keep loading, or drop it because a lower rung's segment would arrive sooner (hls.js's
-        abandon rule). A rung the rule picks is used from the next segment on, whatever is decided here."""
+        abandon rule); the same segment is then loaded from that rung."""
         self.advance(now)
         speed = self.config.speed
         every = now + ABANDON_CHECK_EVERY / speed
-        if action == self._switched:
-            if self._abort_at is None:
-                return Continue(float("inf"))
-            return Abort() if now >= self._abort_at else Continue(self._abort_at)
         # hls.js runs the rule only while the video element plays (or waits for data while playing).
         if action.track != VIDEO or self.phase not in (Phase.PLAYING, Phase.STALLED):
             return Continue(every)
@@ -493,7 +486,7 @@ class PlayerCore:
         match decision:
             case KeepLoading():
                 return Continue(every)
-            case SwitchDown(rung=rung, abort_in=abort_in, sample=sample, reset_to=reset_to):
+            case SwitchDown(rung=rung, lowest=lowest, sample=sample, reset_to=reset_to):
                 if sample:
                     assert loading.ttfb is not None
                     waited = min(self.estimator.ttfb(), loading.ttfb)
@@ -503,35 +496,27 @@ class PlayerCore:
                 if self.estimator.estimate() * self.config.abr.up_factor > reset_to:
                     self.estimator = self._new_estimator(reset_to)
                 self._forced = rung
-                self._switched = action
-                self._abort_at = None if abort_in is None else now + abort_in / speed
+                if lowest:  # hls.js abortAndSwitch: lower still, from a fresh estimate at that rung
+                    self._forced = lowest_switch(
+                        self.levels,
+                        rung,
+                        self.video_buffer,
+                        fragment=self._fragment,
+                        ttfb=self.estimator.ttfb(),
+                        playlist=self._playlist_time,
+                    )
+                    self.estimator = self._new_estimator(self.levels[self._forced].peak)
                 self.abandons += 1
-                if self._abort_at is None:
-                    return Continue(float("inf"))
-                return Abort() if abort_in == 0 else Continue(self._abort_at)
+                return Abort()
 
     def on_abort(self, now: float, action: LoadSegment) -> None:
-        """The segment ``check_load`` said to drop was dropped: start again low, from a fresh estimate
-        (hls.js ``abortAndSwitch``)."""
+        """The segment ``check_load`` said to drop was dropped."""
         self.advance(now)
         self._loading.pop(action.track, None)
-        top = self._forced if self._forced is not None else action.rung
-        self._forced = lowest_switch(
-            self.levels,
-            top,
-            self.video_buffer,
-            fragment=self._fragment,
-            ttfb=self.estimator.ttfb(),
-            playlist=self._playlist_time,
-        )
-        self.estimator = self._new_estimator(self.levels[self._forced].peak)
-        self._switched = self._abort_at = None
 
     def on_failure(self, now: float, action: Load) -> None:
         self.advance(now)
         self._loading.pop(action.track, None)
-        if action.track == VIDEO:
-            self._switched = self._abort_at = None  # a retry is a new request for the abandon rule
         self._errors += 1
         self.errors += 1
         if self._errors > self.config.max_errors:
@@ -553,7 +538,6 @@ class PlayerCore:
         driver drops them.
         """
         self._loading.clear()
-        self._switched = self._abort_at = None
         for track in self.tracks:
             track.timelines.clear()
             track.inits.clear()

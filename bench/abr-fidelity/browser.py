@@ -38,9 +38,9 @@ script.onload = () => {
   const video = document.createElement('video');
   video.muted = true; video.autoplay = true; video.playsInline = true;
   document.body.appendChild(video);
-  const hls = new Hls();
   const trace = {t0: null, startup: null, waiting: null, stalls: 0, stallTime: 0, frags: [], fetches: [],
-                 requests: [], aborts: [], ended: false, end: null, version: Hls.version};
+                 requests: [], aborts: [], warnings: [], ended: false, end: null, version: Hls.version};
+  const hls = new Hls({debug: {warn: (...parts) => trace.warnings.push([now(), parts.join(' ')])}});
   const now = () => (performance.now() - trace.t0) / 1000;
   video.addEventListener('playing', () => {
     if (trace.startup === null) trace.startup = now();
@@ -116,6 +116,8 @@ def summary(state: dict[str, object]) -> dict[str, object]:
         # level, bytes loaded, when)
         "requests": trace["requests"],
         "aborts": trace["aborts"],
+        # hls.js's warnings, with when: the abandon rule's reasoning (buffer, load times, estimates) is one
+        "warnings": trace["warnings"],
         # Chromium's Resource Timing of every title request: rendition/file, start, connect start and
         # end (equal to start on a reused connection), request sent, first byte, last byte
         "resources": state.get("resources", []),

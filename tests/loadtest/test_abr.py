@@ -160,32 +160,25 @@ def test_abandon_switches_down_and_aborts_when_the_rest_takes_over_twice_the_rep
     decision = abandon(state, buffer=7.0)
     # Left: 1.5 MB - 345 kB at 100 kB/s = 11.6 s > 7 s buffered. At 800k, 6 s of 450k takes 3.5 s:
     # rung 1 (900k's 6.9 s is over a segment's duration); 11.6 > 2 x 3.5: the request is dropped at once.
-    assert decision == SwitchDown(rung=1, abort_in=0.0, sample=True, reset_to=450_000)
-    # With 6 s buffered, a segment of rung 1 at its own bitrate (6.1 s) no longer fits: the lowest rung.
-    assert abandon(state, buffer=6.0) == SwitchDown(rung=0, abort_in=None, sample=True, reset_to=450_000)
+    # hls.js abortAndSwitch runs then: the player goes lower still (``lowest_switch``).
+    assert decision == SwitchDown(rung=1, lowest=True, sample=True, reset_to=450_000)
+    # With 6 s buffered, a segment of rung 1 at its own bitrate (6.1 s) no longer fits: the lowest rung,
+    # below which there is nothing to go to.
+    assert abandon(state, buffer=6.0) == SwitchDown(rung=0, lowest=False, sample=True, reset_to=450_000)
 
 
-def test_abandon_lets_the_request_run_for_the_replacements_load_time_when_close() -> None:
+def test_abandon_close_to_the_replacement_keeps_the_rung_it_found() -> None:
     rate = 1_500_000 // 8
     state = loading(4, 5.5, int(5.45 * rate))
     decision = abandon(state, buffer=6.5)
     # Left: 2.25 MB - 1.02 MB at 187.5 kB/s = 6.55 s > 6.5 s; rung 2 (900k) loads in 3.7 s; 6.55 < 2 x 3.7.
-    assert isinstance(decision, SwitchDown)
-    assert decision.rung == 2
-    assert decision.abort_in == pytest.approx(0.1 + 6 * 900_000 / 1_500_000)
-
-
-def test_abandon_to_the_lowest_rung_lets_the_request_finish() -> None:
-    rate = 300_000 // 8
-    decision = abandon(loading(3, 3.5, int(3.45 * rate)), buffer=4.5)
-    assert isinstance(decision, SwitchDown)
-    assert (decision.rung, decision.abort_in) == (0, None)
+    assert decision == SwitchDown(rung=2, lowest=False, sample=True, reset_to=900_000)
 
 
 def test_abandon_with_no_byte_yet_uses_the_estimate_and_does_not_sample() -> None:
     decision = abandon(loading(4, 3.5, 0, ttfb=None), buffer=3.0, estimate=1_000_000)
     # 2.25 MB at 1 Mbit/s: 18 s; rung 1 loads 6 s of 450k in 2.8 s < 3 s buffered, but not at 450k itself.
-    assert decision == SwitchDown(rung=0, abort_in=None, sample=False, reset_to=450_000)
+    assert decision == SwitchDown(rung=0, lowest=False, sample=False, reset_to=450_000)
 
 
 def test_after_an_abort_the_player_drops_to_the_lowest_rung_that_fits() -> None:

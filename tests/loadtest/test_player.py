@@ -278,6 +278,32 @@ def test_a_link_that_drops_under_the_top_rung_is_abandoned_for_a_lower_one() -> 
     assert core.abandons >= 1
 
 
+def test_a_segment_caught_by_an_outage_is_dropped_and_the_player_climbs_back_at_once() -> None:
+    # hls.js drops the request as soon as the abandon rule switches down, even to the lowest rung (the
+    # stream controller loads the replacement, and its loader holds one request at a time): the link's
+    # return then shows in a short sample of the replacement, not in one spanning the outage.
+    core = PlayerCore(DEFAULT_AVERAGES, has_audio=False, started_at=0.0, peaks=DEFAULT_PEAKS)
+    for rung in range(len(DEFAULT_AVERAGES)):
+        core.on_playlist(0.0, VIDEO, rung, SIX_SECONDS)
+        core.on_init(0.0, VIDEO, rung)
+    size = int(6.0 * DEFAULT_AVERAGES[2] / 8)  # 547 kB, 1.75 s at 2.5 Mbit/s
+    for index in range(8):
+        core.on_segment(1.75 * (index + 1), VIDEO, 2, index, size, 1.75, ttfb=0.0)
+    assert core.estimator.estimate() == pytest.approx(2_500_000, rel=0.01)
+    stuck = LoadSegment(VIDEO, 2, 8)
+    started = 14.0  # 60 kB in, then the link goes silent
+    at, check = started + 3.0, core.check_load(started + 3.0, stuck, started, 0.01, 60_000)
+    while isinstance(check, Continue) and at < started + 5.0:  # checked every 100 ms
+        at += 0.1
+        check = core.check_load(at, stuck, started, 0.01, 60_000)
+    assert check == Abort(), check  # dropped while the link is still silent
+    core.on_abort(at, stuck)
+    assert core.next_action(at) == LoadSegment(VIDEO, 0, 8)
+    back = 19.5  # the link is back: the replacement (108 kB) comes in at 2.5 Mbit/s
+    core.on_segment(back + 0.35, VIDEO, 0, 8, int(6.0 * DEFAULT_AVERAGES[0] / 8), 0.35, ttfb=0.0)
+    assert core.next_action(back + 0.35) == LoadSegment(VIDEO, 2, 9)
+
+
 def test_a_steady_link_never_abandons() -> None:
     core = PlayerCore(
         DEFAULT_AVERAGES, has_audio=False, started_at=0.0, peaks=DEFAULT_PEAKS, config=PlayerConfig()
@@ -351,6 +377,7 @@ def test_an_audio_segment_arriving_does_not_undo_the_abandon_rules_decision() ->
     core = PlayerCore(DEFAULT_AVERAGES, has_audio=True, started_at=0.0, peaks=DEFAULT_PEAKS)
     for rung in range(len(DEFAULT_AVERAGES)):
         core.on_playlist(0.0, VIDEO, rung, SIX_SECONDS)
+        core.on_init(0.0, VIDEO, rung)
     core.on_playlist(0.0, AUDIO, 0, SIX_SECONDS)
     core.on_segment(0.4, VIDEO, 0, 0, 100_000, 0.4, ttfb=0.0)
     core.on_segment(0.5, AUDIO, 0, 0, 50_000, 0.1, ttfb=0.0)
@@ -358,11 +385,11 @@ def test_an_audio_segment_arriving_does_not_undo_the_abandon_rules_decision() ->
     # Rung 4's segment 1 at 1 Mbit/s: 15 s to go with 2.4 s buffered; rung 1's would take 2.7 s.
     top = LoadSegment(VIDEO, 4, 1)
     loaded = int(3.1 * 1_000_000 / 8)
-    assert core.check_load(4.1, top, 1.0, 0.0, loaded) == Continue(float("inf"))  # to rung 0, let it end
+    assert core.check_load(4.1, top, 1.0, 0.0, loaded) == Abort()
     assert core.abandons == 1
+    core.on_abort(4.1, top)
     core.on_segment(4.3, AUDIO, 0, 1, 50_000, 0.2, ttfb=0.0)  # loaded alongside meanwhile
-    assert core.check_load(4.4, top, 1.0, 0.0, loaded + 37_500) == Continue(float("inf"))
-    assert core.abandons == 1
+    assert core.next_action(4.3) == LoadSegment(VIDEO, 0, 1)  # the same segment, from the rule's rung
 
 
 def test_the_abr_rules_judge_by_the_video_buffer_alone() -> None:
