@@ -346,7 +346,9 @@ def saved_runs(saved: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, 
 def document(commands: list[str], rows: list[tuple[str, dict, dict, Comparison]]) -> str:
     labels = [f"{rung.height}p" for rung in DEFAULT_LADDER]
     judged = by_schedule(rows)
-    repeats = len(rows) // len(judged)
+    runs = {name: len(hlsjs) for name, (hlsjs, _) in runs_by_schedule(rows).items()}
+    repeats = Counter(runs.values()).most_common(1)[0][0]
+    others = ", ".join(f"{name}: {count}" for name, count in runs.items() if count != repeats)
     passed = sum(diff.within for *_, diff in judged)
     verdict = (
         f"Within targets: {passed} of {len(judged)} schedules. Raw results: `bench/results/abr-fidelity/`."
@@ -366,11 +368,12 @@ def document(commands: list[str], rows: list[tuple[str, dict, dict, Comparison]]
         "loading. Targets: shares within 10 points (sum of absolute differences), switches within ±1, stall "
         "time within 1 s, startup within 0.5 s."
     )
-    if repeats <= 1:
+    if max(runs.values()) <= 1:
         return f"{SECTION}\n\n{setting}\n\n{table(rows, labels)}\n\n{verdict}\n"
     section = (
         f"{SECTION}\n\n{setting}\n\n"
-        f"Judged on each schedule's {repeats} runs per player pooled: each rendition's mean share of play, "
+        f"Judged on each schedule's {repeats} runs per player{f' ({others})' if others else ''} pooled: each "
+        "rendition's mean share of play, "
         "the mean switch count, stall time and startup (the runs one by one follow).\n\n"
         f"{table(judged, labels)}\n\n"
         f"{verdict}\n\n"

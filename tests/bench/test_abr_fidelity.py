@@ -97,6 +97,14 @@ def test_saved_runs_from_several_files_are_numbered_on_and_pooled() -> None:
     assert text.count(command) == 1 and f"`{command}` (2 times)" in text
     assert "Judged on each schedule's 2 runs per player pooled" in text
     assert f"| {steady} | difference | 0.0 points | +0 |" in text
+    # A schedule run more often than the others says so.
+    outage = {"schedule": "outage 5 s at 18-24 s (2.5 Mbit/s)", "hlsjs": straight_to_432p,
+              "surge": straight_to_432p}  # fmt: skip
+    third = {"command": command, "rows": [outage, outage, outage]}
+    text = fidelity.document(*fidelity.saved_runs([first, second, third]))
+    assert (
+        "Judged on each schedule's 2 runs per player (outage 5 s at 18-24 s (2.5 Mbit/s): 3) pooled" in text
+    )
 
 
 def test_outages_fall_all_over_a_segment_and_each_run_has_its_own() -> None:
