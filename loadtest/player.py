@@ -186,6 +186,7 @@ class SessionResult:
     failed: bool  # gave up after repeated errors
     errors: int
     first_switch: float | None = None  # wall seconds from the session's start to the first switch played
+    abandons: int = 0  # segment requests dropped by the abandon rule
 
     @property
     def played_total(self) -> float:
@@ -560,6 +561,7 @@ class PlayerCore:
             failed=self.phase is Phase.FAILED,
             errors=self.errors,
             first_switch=self._first_switch,
+            abandons=self.abandons,
         )
 
     # --- playback -------------------------------------------------------------------------------

@@ -34,12 +34,9 @@ def main() -> int:
     )
     results: list[tuple[SessionResult, list[str]]] = []
     fetches: list[list[object]] = []
-    cores: list[PlayerCore] = []  # the viewer's player core, for what its result does not carry
 
     def on_segment(now: float, action: LoadSegment, fetched: Fetched, core: PlayerCore) -> None:
         t0 = core.started_at
-        if not cores:
-            cores.append(core)
         sent = now - fetched.seconds  # the clocks differ by less than a millisecond here
         first = None if fetched.ttfb is None else sent + fetched.ttfb - t0
         fetches.append(
@@ -74,7 +71,7 @@ def main() -> int:
                 "first_switch": result.first_switch,
                 "ended": result.ended,
                 "errors": result.errors,  # failed requests (retried)
-                "abandons": cores[0].abandons if cores else 0,  # requests dropped by the abandon rule
+                "abandons": result.abandons,  # requests dropped by the abandon rule
                 # per segment, as browser.py: track, index, level, bytes, sent, first byte, loaded, estimate
                 "fetches": fetches,
             }
