@@ -300,8 +300,6 @@ class PlayerCore:
                 return LoadPlaylist(track.name, rung)
             if timeline.has_init and rung not in track.inits:
                 return LoadInit(track.name, rung)
-            if track.end <= 0 and self._inits_pending(video_rung):
-                continue
             index = timeline.index_at(track.end)
             if track is self.audio and self._beyond_video(timeline.starts[index]):
                 continue
@@ -316,20 +314,6 @@ class PlayerCore:
         both tracks' first segments are parsed (buffer-controller checkPendingTracks) and loads the next
         main fragment only once the last one is appended (stream-controller onFragBuffered)."""
         return self.audio is not None and self.audio.end <= 0 and self.video.end > 0
-
-    def _inits_pending(self, video_rung: int) -> bool:
-        """A track's first segment waits until every track's playlist and init segment are in: hls.js's
-        stream controllers request their first fragments together, once the init segments are parsed and
-        the SourceBuffers exist (buffer-controller checkPendingTracks, then BUFFER_CREATED, on which the
-        main and audio stream controllers both tick). Seen in every trace of the abr-fidelity bench: the
-        two first fragments are requested within a millisecond of each other."""
-        if self.audio is None or self.video.end > 0 or isinstance(self._loading.get(VIDEO), LoadSegment):
-            return False  # no second track, or the first video segment is already on its way
-        for track, rung in ((self.video, video_rung), (self.audio, 0)):
-            timeline = track.timelines.get(rung)
-            if timeline is None or (timeline.has_init and rung not in track.inits):
-                return True
-        return False
 
     def _beyond_video(self, start: float) -> bool:
         """An audio segment starting where the video segment loading ends, or later, waits for the next

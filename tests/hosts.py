@@ -3,8 +3,9 @@
 A ``Lab`` owns one bridge in the root namespace and a /27 of the documentation range 198.51.100.0/24
 (RFC 5737): the bridge takes the first address (processes of the root namespace, such as the origin and
 the fleet, bind it), and every ``Host`` is a namespace joined to the bridge by a veth pair, with the next
-free address. A host's card can be limited with ``tc ... tbf`` in each direction. Processes started on a
-host run inside its namespace; ``Host.kill()`` ends all of them, as pulling a machine's plug would.
+free address. A host's card can be limited with ``tc ... tbf`` in each direction, and given a round trip
+(``tests/wire.py``). Processes started on a host run inside its namespace; ``Host.kill()`` ends all of them,
+as pulling a machine's plug would.
 
 Names are unique per lab, and a lab records its owner's PID under ``/run/surge-labs``: ``Lab.close()``
 tears everything down by name, and a new lab first sweeps what a killed owner left behind.
@@ -22,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -132,6 +134,21 @@ class Host:
                 process.wait(5)
 
 
+def _lay_wire(outer: str, inner: str, delay: float) -> subprocess.Popen[str]:
+    """Two TAP devices joined by a process that delays every frame; it ends, and they vanish, when it is
+    killed or when this process dies (the pipe to it closes)."""
+    wire = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("wire.py")), outer, inner, str(delay)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert wire.stdout is not None
+    if wire.stdout.readline().strip() != "ready":
+        wire.kill()
+        wire.communicate(timeout=10)
+        raise RuntimeError(f"the wire to {inner} did not come up (exit status {wire.poll()})")
+    return wire
+
+
 def _tbf(device: str, rate: str, namespace: str | None, burst: str, queue: str) -> None:
     # burst: at least rate/HZ; 256 KiB keeps 200 Mbit/s+ exact; latency bounds the queue as a card's would.
     _tc("qdisc", "replace", "dev", device, "root", "tbf", "rate", rate, "burst", burst, "latency", queue,
@@ -147,6 +164,7 @@ class Lab:
         self.id = prefix + secrets.token_hex(3)  # interface names stay within 15 characters
         self.bridge = f"{self.id}br"
         self.hosts: list[Host] = []
+        self._wires: list[subprocess.Popen[str]] = []
         self._closed = False
         RECORDS.mkdir(parents=True, exist_ok=True)
         with _records_lock():
@@ -170,16 +188,26 @@ class Lab:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def add_host(self, name: str, egress: str | None = None, ingress: str | None = None) -> Host:
+    def add_host(
+        self, name: str, egress: str | None = None, ingress: str | None = None, *, rtt: float = 0.0
+    ) -> Host:
+        """A new machine on the bridge. ``rtt`` (seconds) puts that round trip on its card: the card is then
+        a pair of TAP devices with ``tests/wire.py`` holding each frame rtt/2 each way, rather than a veth
+        pair, whose round trip is a few microseconds and no network's."""
         if not self._free:
             raise RuntimeError("this lab has no free address left")
+        if rtt < 0:
+            raise ValueError("a round trip cannot be negative")
         index = len(self.hosts)
         namespace = f"{self.id}-{name}"
         outer, inner = f"{self.id}v{index}", f"{self.id}p{index}"
         host = Host(name, namespace, str(self._free.pop(0)), outer)
         self.hosts.append(host)
         _ip("netns", "add", namespace)
-        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        if rtt:
+            self._wires.append(_lay_wire(outer, inner, rtt / 2))
+        else:
+            _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
         _ip("link", "set", inner, "netns", namespace)
         _ip("link", "set", outer, "master", self.bridge)
         _ip("link", "set", outer, "up")
@@ -196,6 +224,9 @@ class Lab:
         self._closed = True
         for host in self.hosts:
             host.kill()
+        for wire in self._wires:  # its devices go with it
+            wire.kill()
+            wire.communicate(timeout=10)  # and its pipes are closed
         _remove(self.id)
 
 

@@ -101,3 +101,49 @@ def test_cut_drops_everything_for_the_host_and_a_transfer_resumes_after(lab: Lab
         finally:
             server.kill()
             host.kill()
+
+
+# FETCH, also printing how long the connection took to set up: one round trip.
+TIMED_FETCH = """
+import socket, sys, time
+started = time.perf_counter()
+received = 0
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
+    print(time.perf_counter() - started)
+    s.sendall(b"go")
+    while chunk := s.recv(65536):
+        received += len(chunk)
+print(received)
+"""
+
+
+def wire_running(outer: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", f"wire.py {outer} "], capture_output=True, check=False, timeout=10)
+    return found.returncode == 0
+
+
+def test_a_host_with_a_round_trip_waits_it_on_every_exchange_and_loses_nothing() -> None:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no test hosts: {reason}")
+    with Lab("sh") as lab:
+        host = lab.add_host("far", rtt=0.06)
+        host.shape(ingress="4mbit", burst="16kb", queue="200ms")  # tc still shapes the card
+        serve = [sys.executable, "-c", SERVE_ONCE, lab.address]
+        with subprocess.Popen(serve, stdout=subprocess.PIPE, text=True) as server:
+            try:
+                assert server.stdout is not None
+                port = server.stdout.readline().strip()
+                fetch = [sys.executable, "-c", TIMED_FETCH, lab.address, port]
+                fetched = host.run(fetch, capture_output=True, text=True, check=True, timeout=30)
+            finally:
+                server.kill()
+        connect_seconds, received = fetched.stdout.split()
+        # SYN out, SYN-ACK back: a full round trip, never less (the first may also wait for ARP).
+        assert float(connect_seconds) >= 0.06
+        assert int(received) == 200_000  # every frame through, in order
+        assert wire_running(host.outer)
+    # The wire's process, and both its devices with it, are gone with the lab.
+    assert not wire_running(host.outer)
+    shown = subprocess.run(["ip", "link", "show", host.outer], capture_output=True, check=False, timeout=10)
+    assert shown.returncode != 0

@@ -174,6 +174,11 @@ BURST = "16kb"  # a real link is slow from its first byte; tbf's bucket would ot
 # starting together loses its first packets there decides by chance how the link is shared (hls.js's own
 # runs then differ by whole rungs). Home links queue hundreds of milliseconds.
 QUEUE = "200ms"
+# A real round trip: on a lab's veth it is microseconds, so a response is back before hls.js sends the request
+# it makes a millisecond later, and whether Chromium then opens a second connection is a coin toss that
+# decides how the first segments share the link. Ookla's US speed tests put fixed lines near 10 ms and
+# mobile carriers at 31-39 ms (Q2 2019).
+RTT_MS = 30.0
 
 
 def _shape(host: Host, rate: str | None) -> None:
@@ -327,9 +332,15 @@ def spread(rows: list[tuple[str, dict, dict, Comparison]]) -> list[tuple[str, Co
     return out
 
 
-def saved_runs(saved: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, dict, dict, Comparison]]]:
-    """Several raw results files as one run: their commands, and their rows with each schedule's runs
-    numbered on from one file to the next. Runs of a schedule no longer defined are left out."""
+def saved_runs(
+    saved: list[dict[str, Any]],
+) -> tuple[list[str], list[tuple[str, dict, dict, Comparison]], float]:
+    """Several raw results files as one run: their commands, their rows with each schedule's runs
+    numbered on from one file to the next, and the links' round trip in ms. Runs of a schedule no longer
+    defined are left out; files whose links had different round trips are not pooled."""
+    round_trips = {results.get("rtt_ms", 0.0) for results in saved}  # files from before it was kept: 0
+    if len(round_trips) > 1:
+        raise ValueError(f"these files' links had different round trips ({sorted(round_trips)} ms)")
     rows: list[tuple[str, dict, dict, Comparison]] = []
     runs: dict[str, int] = {}
     for results in saved:
@@ -340,10 +351,10 @@ def saved_runs(saved: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, 
             runs[name] = runs.get(name, 0) + 1
             label = run_label(name, runs[name], len(saved) > 1 or RUN in row["schedule"])
             rows.append((label, row["hlsjs"], row["surge"], compare(row["hlsjs"], row["surge"])))
-    return [results["command"] for results in saved], rows
+    return [results["command"] for results in saved], rows, round_trips.pop()
 
 
-def document(commands: list[str], rows: list[tuple[str, dict, dict, Comparison]]) -> str:
+def document(commands: list[str], rows: list[tuple[str, dict, dict, Comparison]], rtt_ms: float) -> str:
     labels = [f"{rung.height}p" for rung in DEFAULT_LADDER]
     judged = by_schedule(rows)
     runs = {name: len(hlsjs) for name, (hlsjs, _) in runs_by_schedule(rows).items()}
@@ -360,7 +371,8 @@ def document(commands: list[str], rows: list[tuple[str, dict, dict, Comparison]]
     setting = (
         f"{quoted} (as root) — {time.strftime('%Y-%m-%d')}, {rows[0][1]['player']} in Debian's headless "
         f"Chromium vs {rows[0][2]['player']}, both at once, each alone behind its own `tc tbf`-shaped "
-        f"downlink ({BURST[:-2]} KB bucket, a {QUEUE[:-2]} ms queue; a network namespace per player, the "
+        f"downlink ({BURST[:-2]} KB bucket, a {QUEUE[:-2]} ms queue, a {rtt_ms:g} ms round trip; a network "
+        "namespace per player, the "
         "origin on the lab's bridge, Chromium's page and hls.js from a web server of their own; both ends "
         "forget earlier connections before each run), on a "
         f"{TITLE_SECONDS:.0f} s 1280x720 title packaged with the default ladder (6 s segments, audio apart). "
@@ -403,6 +415,9 @@ def main() -> int:
     )
     parser.add_argument("--only", nargs="+", help="schedules whose name starts with one of these words")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument(
+        "--rtt", type=float, default=RTT_MS, help=f"each link's round trip in ms (default {RTT_MS:g})"
+    )
     parser.add_argument("--repeat", type=int, default=4, help="runs of every schedule, pooled (default 4)")
     parser.add_argument(
         "--render",
@@ -412,10 +427,14 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.render is not None:
-        commands, rows = saved_runs([json.loads(path.read_text()) for path in args.render])
-        write_doc(SECTION, document(commands, rows))
+        try:
+            commands, rows, rtt_ms = saved_runs([json.loads(path.read_text()) for path in args.render])
+        except (OSError, ValueError) as err:
+            print(f"abr-fidelity: error: {err}", file=sys.stderr)
+            return 1
+        write_doc(SECTION, document(commands, rows, rtt_ms))
         return 0
-    reason = unavailable_reason()
+    reason = unavailable_reason() or ("a round trip cannot be negative" if args.rtt < 0 else None)
     if reason is not None:
         print(f"abr-fidelity: error: {reason}", file=sys.stderr)
         return 1
@@ -438,7 +457,7 @@ def main() -> int:
             site_argv = [sys.executable, "-m", "http.server", str(site_port), "--bind", lab.address]
             site_argv += ["--directory", str(ROOT / "origin" / "web")]
             servers.callback(stop, start(site_argv, Path(scratch) / "site.log", f"{site}/vendor/hls.min.js"))
-            hosts = (lab.add_host("hj"), lab.add_host("sv"))
+            hosts = (lab.add_host("hj", rtt=args.rtt / 1000), lab.add_host("sv", rtt=args.rtt / 1000))
             master = f"{origin}/titles/{title}/master.m3u8"
             rows = []
             for run in range(1, max(1, args.repeat) + 1):
@@ -448,9 +467,10 @@ def main() -> int:
                     hlsjs, surge = play(hosts, site, master, schedule(run))
                     rows.append((label, hlsjs, surge, compare(hlsjs, surge)))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    raw = {"command": command, "rows": [{"schedule": n, "hlsjs": h, "surge": s} for n, h, s, _ in rows]}
+    saved = [{"schedule": n, "hlsjs": h, "surge": s} for n, h, s, _ in rows]
+    raw = {"command": command, "rtt_ms": args.rtt, "rows": saved}
     (RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(raw, indent=2) + "\n")
-    section = document([command], rows)
+    section = document([command], rows, args.rtt)
     print(section)
     if not args.no_doc:
         write_doc(SECTION, section)

@@ -71,8 +71,9 @@ def test_the_document_judges_schedules_and_lists_every_run() -> None:
             (2, result({"0": 6, "1": 6, "2": 48}, switches=2), result({"0": 6, "2": 54})),
         )
     ]
-    text = fidelity.document(["python bench/abr-fidelity/run.py --repeat 2"], rows)
+    text = fidelity.document(["python bench/abr-fidelity/run.py --repeat 2"], rows, 30.0)
     assert "Within targets: 1 of 1 schedules" in text
+    assert "a 30 ms round trip" in text
     assert "| steady | difference | 0.0 points | +0 |" in text
     assert "| steady, run 1 | difference | 20.0 points | +1 |" in text
     assert "| steady | 20.0 | +1 |" in text  # hls.js against itself
@@ -83,28 +84,31 @@ def test_saved_runs_from_several_files_are_numbered_on_and_pooled() -> None:
     one_segment_on_360p = result({"0": 6, "1": 6, "2": 48}, switches=2)
     straight_to_432p = result({"0": 6, "2": 54})
     steady = "steady 2.5 Mbit/s"
-    first = {"command": command, "rows": [{"schedule": steady, "hlsjs": straight_to_432p,
+    first = {"command": command, "rtt_ms": 30.0, "rows": [{"schedule": steady, "hlsjs": straight_to_432p,
                                            "surge": one_segment_on_360p}]}  # fmt: skip
     old_outage = {"schedule": "outage 5 s at 20 s (2.5 Mbit/s)", "hlsjs": straight_to_432p,
                   "surge": straight_to_432p}  # fmt: skip
-    second = {"command": command, "rows": [{"schedule": steady, "hlsjs": one_segment_on_360p,
+    second = {"command": command, "rtt_ms": 30.0, "rows": [{"schedule": steady, "hlsjs": one_segment_on_360p,
                                             "surge": straight_to_432p}, old_outage]}  # fmt: skip
-    commands, rows = fidelity.saved_runs([first, second])
-    assert commands == [command, command]
+    commands, rows, rtt_ms = fidelity.saved_runs([first, second])
+    assert commands == [command, command] and rtt_ms == 30.0
     # The outage of an older harness (at 20 s, not 18-24 s) is not judged as today's.
     assert [label for label, *_ in rows] == [f"{steady}, run 1", f"{steady}, run 2"]
-    text = fidelity.document(commands, rows)
+    text = fidelity.document(commands, rows, rtt_ms)
     assert text.count(command) == 1 and f"`{command}` (2 times)" in text
     assert "Judged on each schedule's 2 runs per player pooled" in text
     assert f"| {steady} | difference | 0.0 points | +0 |" in text
     # A schedule run more often than the others says so.
     outage = {"schedule": "outage 5 s at 18-24 s (2.5 Mbit/s)", "hlsjs": straight_to_432p,
               "surge": straight_to_432p}  # fmt: skip
-    third = {"command": command, "rows": [outage, outage, outage]}
+    third = {"command": command, "rtt_ms": 30.0, "rows": [outage, outage, outage]}
     text = fidelity.document(*fidelity.saved_runs([first, second, third]))
     assert (
         "Judged on each schedule's 2 runs per player (outage 5 s at 18-24 s (2.5 Mbit/s): 3) pooled" in text
     )
+    # Runs over links of another round trip (files from before it was kept had none) are not pooled.
+    with pytest.raises(ValueError, match="different round trips"):
+        fidelity.saved_runs([first, {"command": command, "rows": [outage]}])
 
 
 def test_outages_fall_all_over_a_segment_and_each_run_has_its_own() -> None:

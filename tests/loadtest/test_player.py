@@ -84,8 +84,8 @@ def test_first_actions_load_playlists_then_init_then_segments() -> None:
         LoadPlaylist(VIDEO, 0),  # 500 kbit/s assumed: 600k needs 857k
         LoadPlaylist(AUDIO, 0),
         LoadInit(VIDEO, 0),
-        LoadInit(AUDIO, 0),  # the first segments wait for both init segments, as hls.js's do
         LoadSegment(VIDEO, 0, 0),
+        LoadInit(AUDIO, 0),
         LoadSegment(AUDIO, 0, 0),
     ]
 
@@ -339,11 +339,12 @@ def test_video_and_audio_load_side_by_side_audio_no_further_than_the_video_loadi
     core.on_playlist(100.1, VIDEO, 0, TWO_SECONDS)
     assert core.next_action(100.1) == LoadInit(VIDEO, 0)  # the audio playlist is still loading
     core.on_init(100.2, VIDEO, 0)
-    assert core.next_action(100.2) == Wait(inf)  # the first segments wait for every init segment
+    # Each track at its own pace, as hls.js's stream controllers: in bench/abr-fidelity's captures on links
+    # with a round trip, the first video segment is requested before the audio init segment is in.
+    assert core.next_action(100.2) == LoadSegment(VIDEO, 0, 0)
     core.on_playlist(100.3, AUDIO, 0, TWO_SECONDS)
     assert core.next_action(100.3) == LoadInit(AUDIO, 0)
     core.on_init(100.4, AUDIO, 0)
-    assert core.next_action(100.4) == LoadSegment(VIDEO, 0, 0)  # both first segments at once
     assert core.next_action(100.4) == LoadSegment(AUDIO, 0, 0)
     core.on_segment(100.5, AUDIO, 0, 0, 30_000, 0.1)
     # Audio segment 1 starts at 2 s, where video segment 0 (loading) ends: it waits for video segment 1.

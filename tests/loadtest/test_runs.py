@@ -298,8 +298,8 @@ async def test_a_segment_that_will_not_arrive_in_time_is_dropped_for_a_lower_run
 
 
 async def test_the_first_video_segment_is_asked_for_before_the_first_audio_one(serve: Serve) -> None:
-    # Asked for together, they reach the server in hls.js's order, the video one first: on a slow link
-    # the first response's bytes are ahead of the other's, which decides the first throughput sample.
+    # The video one first, as hls.js's: on a slow link the first response's bytes are ahead of the
+    # other's, which decides the first throughput sample.
     arrived: list[str] = []
 
     async def record(_request: web.Request, path: str) -> web.Response | None:
