@@ -100,6 +100,11 @@ class Abort:
 
 LoadCheck = Continue | Abort
 ABANDON_CHECK_EVERY = 0.1  # viewer seconds; hls.js checks a fragment in flight every 100 ms
+# hls.js times a main fragment to the end of its parsing (abr-controller onFragBuffered: parsing.end -
+# loading.start), and parsing the first one also starts its transmuxer: 46-48 ms (median) after the last
+# byte in bench/abr-fidelity's captures, later fragments 2 ms (left out). On a fast link that is a tenth of
+# the first sample, enough to decide the second segment's rung.
+FIRST_PARSE = 0.047  # viewer seconds
 
 
 @dataclass(frozen=True)
@@ -425,6 +430,7 @@ class PlayerCore:
         end = timeline.end_of(index)
         state.end = max(state.end, end)
         if state is self.video:
+            parsing = FIRST_PARSE if self.current is None else 0.0
             self._queue.append((timeline.starts[index], end, rung))
             self.current = rung
             self._fragment = timeline.durations[index]
@@ -437,7 +443,7 @@ class PlayerCore:
             if ttfb is not None:
                 self.estimator.sample_ttfb(ttfb * speed)
             took = (seconds - min(self.estimator.ttfb() / speed, seconds if ttfb is None else ttfb)) * speed
-            self.estimator.sample(took, nbytes)
+            self.estimator.sample(took + parsing, nbytes)
         self._errors = 0
         self._maybe_play(now)
 
