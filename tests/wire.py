@@ -16,8 +16,8 @@ import os
 import signal
 import struct
 import sys
-import threading
 from collections import deque
+from collections.abc import Callable
 
 TUNSETIFF = 0x400454CA  # linux/if_tun.h
 IFF_TAP = 0x0002
@@ -40,7 +40,7 @@ class Direction:
     """One way along the wire: frames in flight, oldest first, and one timer for the oldest."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, source: int, target: int, delay: float,
-                 cut: asyncio.Future[None]) -> None:  # fmt: skip
+                 cut: Callable[[], None]) -> None:  # fmt: skip
         self.loop, self.source, self.target, self.delay, self.cut = loop, source, target, delay, cut
         self.in_flight: deque[tuple[float, bytes]] = deque()
         self.timer: asyncio.TimerHandle | None = None
@@ -52,7 +52,7 @@ class Direction:
             except BlockingIOError:
                 break
             except OSError:  # the device went away with its namespace
-                self.cut.cancel()
+                self.cut()
                 return
             self.in_flight.append((self.loop.time() + self.delay, frame))
         if self.in_flight and self.timer is None:
@@ -73,23 +73,24 @@ async def carry(outer: str, inner: str, delay: float) -> None:
     loop = asyncio.get_running_loop()
     ends = open_tap(outer), open_tap(inner)
     done: asyncio.Future[None] = loop.create_future()
-    for source, target in ((ends[0], ends[1]), (ends[1], ends[0])):
-        loop.add_reader(source, Direction(loop, source, target, delay, done).take)
 
     def end() -> None:
         if not done.done():
             done.set_result(None)
 
-    def wait_for_owner() -> None:
-        sys.stdin.read()  # returns at EOF: the owner closed the pipe, or died
-        loop.call_soon_threadsafe(end)
+    def owner_wrote() -> None:
+        if not os.read(owner, 4096):  # EOF: the owner closed the pipe, or died
+            end()
 
-    threading.Thread(target=wait_for_owner, daemon=True).start()
+    for source, target in ((ends[0], ends[1]), (ends[1], ends[0])):
+        loop.add_reader(source, Direction(loop, source, target, delay, end).take)
+    owner = sys.stdin.fileno()
+    loop.add_reader(owner, owner_wrote)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, end)
     print("ready", flush=True)
-    with contextlib.suppress(asyncio.CancelledError):
-        await done
+    await done
+    loop.remove_reader(owner)
     for descriptor in ends:
         loop.remove_reader(descriptor)
         os.close(descriptor)

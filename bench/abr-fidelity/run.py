@@ -457,7 +457,8 @@ def main() -> int:
             site_argv = [sys.executable, "-m", "http.server", str(site_port), "--bind", lab.address]
             site_argv += ["--directory", str(ROOT / "origin" / "web")]
             servers.callback(stop, start(site_argv, Path(scratch) / "site.log", f"{site}/vendor/hls.min.js"))
-            hosts = (lab.add_host("hj", rtt=args.rtt / 1000), lab.add_host("sv", rtt=args.rtt / 1000))
+            rtt = args.rtt / 1000
+            hosts = (lab.add_host("hj", rtt=rtt), lab.add_host("sv", rtt=rtt))
             master = f"{origin}/titles/{title}/master.m3u8"
             rows = []
             for run in range(1, max(1, args.repeat) + 1):
